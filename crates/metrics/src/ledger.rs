@@ -1,0 +1,132 @@
+//! The orchestrator's record of every wake-up sent, and the exactly-once classification of
+//! each: delivered (first receipt within `late_after`), late (first receipt after it), or lost
+//! (never received). Duplicates are counted besides; receipts of unknown wake-ups too.
+
+use serde::{Deserialize, Serialize};
+
+use crate::recorder::Receipt;
+
+/// One sent wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Index of the target agent in the run.
+    pub agent: u32,
+    /// Intended send time, ns on the run clock.
+    pub intended_ns: u64,
+}
+
+/// Every wake-up of a run, indexed by sequence number.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    sent: Vec<Sent>,
+}
+
+/// The wake-up accounting of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeupCounts {
+    /// Published by the console.
+    pub sent: u64,
+    /// Received within the deadline.
+    pub delivered: u64,
+    /// Received after the deadline.
+    pub late: u64,
+    /// Never received.
+    pub lost: u64,
+    /// Receipts after the first (not part of the sum).
+    pub duplicate: u64,
+    /// Receipts of sequence numbers never sent (not part of the sum).
+    pub unknown: u64,
+}
+
+impl WakeupCounts {
+    /// True when every sent wake-up is in exactly one bucket.
+    pub fn adds_up(&self) -> bool {
+        self.delivered + self.late + self.lost == self.sent
+    }
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a wake-up about to be sent; returns its sequence number.
+    pub fn record(&mut self, agent: u32, intended_ns: u64) -> u64 {
+        self.sent.push(Sent { agent, intended_ns });
+        (self.sent.len() - 1) as u64
+    }
+
+    /// Wake-ups recorded so far.
+    pub fn len(&self) -> u64 {
+        self.sent.len() as u64
+    }
+
+    /// True when nothing was sent.
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    /// The wake-up with sequence number `seq`.
+    pub fn get(&self, seq: u64) -> Option<&Sent> {
+        self.sent.get(usize::try_from(seq).ok()?)
+    }
+
+    /// Classifies every sent wake-up exactly once from the first receipts of all processes.
+    /// `duplicates` are the duplicates the processes counted themselves.
+    pub fn classify<'a>(
+        &self,
+        receipts: impl IntoIterator<Item = &'a Receipt>,
+        late_after_us: u64,
+        duplicates: u64,
+    ) -> WakeupCounts {
+        // 0 = not received, 1 = delivered, 2 = late
+        let mut state = vec![0u8; self.sent.len()];
+        let mut c = WakeupCounts { sent: self.len(), duplicate: duplicates, ..Default::default() };
+        for r in receipts {
+            let Some(slot) = usize::try_from(r.seq).ok().and_then(|i| state.get_mut(i)) else {
+                c.unknown += 1;
+                continue;
+            };
+            if *slot != 0 {
+                c.duplicate += 1;
+                continue;
+            }
+            *slot = if r.latency_us <= late_after_us { 1 } else { 2 };
+        }
+        for s in state {
+            match s {
+                1 => c.delivered += 1,
+                2 => c.late += 1,
+                _ => c.lost += 1,
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_wakeup_in_exactly_one_bucket() {
+        let mut l = Ledger::new();
+        for i in 0..5 {
+            assert_eq!(l.record(i, 0), i as u64);
+        }
+        let receipts = [
+            Receipt { seq: 0, latency_us: 10 },
+            Receipt { seq: 1, latency_us: 5_000_001 },
+            Receipt { seq: 2, latency_us: 5_000_000 },
+            Receipt { seq: 2, latency_us: 7 },  // same seq from another process
+            Receipt { seq: 99, latency_us: 1 }, // never sent
+        ];
+        let c = l.classify(&receipts, 5_000_000, 3);
+        assert_eq!(
+            c,
+            WakeupCounts { sent: 5, delivered: 2, late: 1, lost: 2, duplicate: 4, unknown: 1 }
+        );
+        assert!(c.adds_up());
+    }
+}

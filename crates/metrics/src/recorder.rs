@@ -1,0 +1,189 @@
+//! What one process records during a run, and the [`Snapshot`] it hands to the orchestrator.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::elapsed_us;
+use crate::histo::Histo;
+use crate::timeline::Timeline;
+
+/// One first receipt of a wake-up: its sequence number and latency from the intended send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Wake-up sequence number.
+    pub seq: u64,
+    /// µs from intended send time to receipt.
+    pub latency_us: u64,
+}
+
+/// Plain counters of one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connect attempts started.
+    pub connect_attempts: u64,
+    /// Connect attempts that failed (refused, TLS, timeout, CONNACK refused).
+    pub connect_failures: u64,
+    /// Established connections that were lost.
+    pub disconnects: u64,
+    /// Wake-ups received again after their first receipt.
+    pub duplicates: u64,
+    /// Messages on a wake-up topic that were not wake-ups.
+    pub malformed: u64,
+    /// Subscriptions the broker refused.
+    pub subscribe_failures: u64,
+}
+
+/// Everything a process measured, mergeable with other processes' snapshots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// TCP + TLS + CONNACK time of successful connects.
+    pub connect: Histo,
+    /// Wake-up latency of every agent's later (warm) wake-ups.
+    pub wakeup: Histo,
+    /// Wake-up latency of every agent's first wake-up (cold).
+    pub wakeup_cold: Histo,
+    /// Per-second counters.
+    pub timeline: Timeline,
+    /// Counters.
+    pub counters: Counters,
+    /// First receipts, for exactly-once accounting by the orchestrator.
+    pub receipts: Vec<Receipt>,
+}
+
+/// Records one process's events against the run start `t0_ns`.
+#[derive(Debug)]
+pub struct Recorder {
+    t0_ns: u64,
+    snap: Snapshot,
+    seen: HashSet<u64>,
+    connected: u64,
+}
+
+/// What became of a received wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipted {
+    /// First receipt: recorded.
+    First,
+    /// Seen before: counted as duplicate only.
+    Duplicate,
+}
+
+impl Recorder {
+    /// A recorder for a run that started at `t0_ns` on the run clock.
+    pub fn new(t0_ns: u64) -> Self {
+        Self { t0_ns, snap: Snapshot::default(), seen: HashSet::new(), connected: 0 }
+    }
+
+    /// Moves the run start (used when the start is set after the recorder exists).
+    pub fn set_t0(&mut self, t0_ns: u64) {
+        self.t0_ns = t0_ns;
+    }
+
+    /// A connect attempt began.
+    pub fn connect_attempt(&mut self) {
+        self.snap.counters.connect_attempts += 1;
+    }
+
+    /// A connect attempt failed.
+    pub fn connect_failed(&mut self) {
+        self.snap.counters.connect_failures += 1;
+    }
+
+    /// A connect attempt that began at `start_ns` got its CONNACK at `now_ns`.
+    pub fn connected(&mut self, start_ns: u64, now_ns: u64) {
+        self.snap.connect.record(elapsed_us(start_ns, now_ns));
+        self.snap.timeline.at(self.t0_ns, now_ns).connects += 1;
+        self.connected += 1;
+    }
+
+    /// An established connection ended at `now_ns`.
+    pub fn disconnected(&mut self, now_ns: u64) {
+        self.snap.counters.disconnects += 1;
+        self.snap.timeline.at(self.t0_ns, now_ns).disconnects += 1;
+        self.connected = self.connected.saturating_sub(1);
+    }
+
+    /// The console published a wake-up at `now_ns`.
+    pub fn wakeup_sent(&mut self, now_ns: u64) {
+        self.snap.timeline.at(self.t0_ns, now_ns).wakeups_sent += 1;
+    }
+
+    /// A wake-up `seq`, intended for `intended_ns`, arrived at `now_ns`; `cold` when it is the
+    /// agent's first wake-up of the run.
+    pub fn wakeup_received(&mut self, seq: u64, intended_ns: u64, now_ns: u64, cold: bool) -> Receipted {
+        if !self.seen.insert(seq) {
+            self.snap.counters.duplicates += 1;
+            return Receipted::Duplicate;
+        }
+        let latency_us = elapsed_us(intended_ns, now_ns);
+        if cold {
+            self.snap.wakeup_cold.record(latency_us);
+        } else {
+            self.snap.wakeup.record(latency_us);
+        }
+        self.snap.receipts.push(Receipt { seq, latency_us });
+        self.snap.timeline.at(self.t0_ns, now_ns).wakeups_delivered += 1;
+        Receipted::First
+    }
+
+    /// A message on a wake-up topic could not be decoded.
+    pub fn malformed(&mut self) {
+        self.snap.counters.malformed += 1;
+    }
+
+    /// The broker refused a subscription.
+    pub fn subscribe_failed(&mut self) {
+        self.snap.counters.subscribe_failures += 1;
+    }
+
+    /// Agents connected now.
+    pub fn connected_now(&self) -> u64 {
+        self.connected
+    }
+
+    /// Distinct wake-ups received so far.
+    pub fn wakeups_received(&self) -> u64 {
+        self.snap.receipts.len() as u64
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakeups_first_and_duplicate() {
+        let mut r = Recorder::new(0);
+        assert_eq!(r.wakeup_received(1, 1_000_000, 3_000_000, true), Receipted::First);
+        assert_eq!(r.wakeup_received(2, 1_000_000, 2_000_000, false), Receipted::First);
+        assert_eq!(r.wakeup_received(1, 1_000_000, 9_000_000, false), Receipted::Duplicate);
+        let s = r.snapshot();
+        assert_eq!(s.wakeup_cold.summary().max, 2_000);
+        assert_eq!(s.wakeup.summary().max, 1_000);
+        assert_eq!(s.counters.duplicates, 1);
+        assert_eq!(s.receipts.len(), 2);
+        assert_eq!(s.timeline.buckets[0].wakeups_delivered, 2);
+    }
+
+    #[test]
+    fn connects_and_disconnects() {
+        let mut r = Recorder::new(0);
+        r.connect_attempt();
+        r.connected(0, 1_500_000);
+        r.connect_attempt();
+        r.connect_failed();
+        r.disconnected(1_500_000_000);
+        assert_eq!(r.connected_now(), 0);
+        let s = r.snapshot();
+        assert_eq!(s.counters.connect_attempts, 2);
+        assert_eq!(s.counters.connect_failures, 1);
+        assert_eq!(s.connect.summary().p50, 1_500);
+        assert_eq!(s.timeline.connected(), vec![1, 0]);
+    }
+}

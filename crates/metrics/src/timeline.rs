@@ -1,0 +1,95 @@
+//! Per-second counters of a run. Seconds count from the run's start (`t0`, on the run clock).
+
+use serde::{Deserialize, Serialize};
+
+/// Counters of one second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Successful connects (CONNACK received).
+    pub connects: u64,
+    /// Connections lost or closed.
+    pub disconnects: u64,
+    /// Wake-ups published by the console.
+    pub wakeups_sent: u64,
+    /// Wake-ups received for the first time.
+    pub wakeups_delivered: u64,
+}
+
+impl Bucket {
+    fn add(&mut self, o: &Bucket) {
+        self.connects += o.connects;
+        self.disconnects += o.disconnects;
+        self.wakeups_sent += o.wakeups_sent;
+        self.wakeups_delivered += o.wakeups_delivered;
+    }
+}
+
+/// Seconds since `t0`, one bucket each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// Bucket `i` covers `[t0 + i s, t0 + (i+1) s)`.
+    pub buckets: Vec<Bucket>,
+}
+
+impl Timeline {
+    /// The bucket for run-clock time `now_ns`; events before `t0` land in second 0.
+    pub fn at(&mut self, t0_ns: u64, now_ns: u64) -> &mut Bucket {
+        let i = (now_ns.saturating_sub(t0_ns) / 1_000_000_000) as usize;
+        if self.buckets.len() <= i {
+            self.buckets.resize(i + 1, Bucket::default());
+        }
+        &mut self.buckets[i]
+    }
+
+    /// Adds another timeline second by second.
+    pub fn add(&mut self, other: &Timeline) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), Bucket::default());
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            a.add(b);
+        }
+    }
+
+    /// Connected agents at the end of each second: cumulative connects minus disconnects.
+    pub fn connected(&self) -> Vec<u64> {
+        let mut level: i64 = 0;
+        self.buckets
+            .iter()
+            .map(|b| {
+                level += b.connects as i64 - b.disconnects as i64;
+                level.max(0) as u64
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_by_second_and_connected_level() {
+        let mut t = Timeline::default();
+        let t0 = 10_000_000_000;
+        t.at(t0, t0 + 100).connects += 3;
+        t.at(t0, t0 + 2_500_000_000).connects += 2;
+        t.at(t0, t0 + 2_900_000_000).disconnects += 1;
+        t.at(t0, t0 - 5).connects += 1; // before t0: second 0
+        assert_eq!(t.buckets.len(), 3);
+        assert_eq!(t.connected(), vec![4, 4, 5]);
+    }
+
+    #[test]
+    fn add_aligns_on_seconds() {
+        let mut a = Timeline::default();
+        a.at(0, 0).connects = 1;
+        let mut b = Timeline::default();
+        b.at(0, 3_000_000_000).wakeups_sent = 7;
+        b.at(0, 0).connects = 2;
+        a.add(&b);
+        assert_eq!(a.buckets.len(), 4);
+        assert_eq!(a.buckets[0].connects, 3);
+        assert_eq!(a.buckets[3].wakeups_sent, 7);
+    }
+}
