@@ -1,1 +1,25 @@
-//! placeholder
+//! Scenario files: the model, loading (built-in or from a path), validation, and SLO expressions.
+//!
+//! A scenario is plain data (serde, `deny_unknown_fields`), validated once before anything binds
+//! a socket. Parse errors name the file, line and column; validation errors name the key, the
+//! value and what would be valid.
+//!
+//! # Layout
+//! - [`model`]: the scenario structs and their defaults.
+//! - [`units`]: durations (`"30s"`) and rates (`"500/s"`) as they are written in files.
+//! - [`slo`]: SLO expressions (`"wakeups.lost == 0"`), parsed and evaluated against numbers.
+//! - [`validate`]: the checks a scenario passes before a run.
+//! - [`load`]: reading a file or a built-in, errors with file:line:col.
+//! - [`builtin`]: the scenarios shipped in `scenarios/`.
+
+pub mod builtin;
+pub mod load;
+pub mod model;
+pub mod slo;
+pub mod units;
+pub mod validate;
+
+pub use load::{load, parse, ScenarioError};
+pub use model::{Agents, Broker, PortRole, Scenario, Service, Wakeups};
+pub use slo::{Op, Slo};
+pub use units::{Dur, Rate};

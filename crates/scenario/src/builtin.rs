@@ -1,0 +1,15 @@
+//! The scenarios shipped with pushsim (the files in `scenarios/`, compiled in).
+
+/// `(name, TOML source)` of every built-in scenario.
+pub const BUILTINS: &[(&str, &str)] =
+    &[("wakeup-latency", include_str!("../../../scenarios/wakeup-latency.toml"))];
+
+/// The source of a built-in scenario.
+pub fn source(name: &str) -> Option<&'static str> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// Names of every built-in, for error messages.
+pub fn names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|(n, _)| *n).collect()
+}
