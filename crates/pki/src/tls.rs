@@ -1,0 +1,79 @@
+//! rustls configurations from the run's PKI. One crypto provider (ring) everywhere; TLS 1.3
+//! preferred, 1.2 allowed. Session resumption is off on both sides: every connect is a full
+//! handshake with client-certificate verification, as a fleet of agents after a restart does.
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::CertificateDer;
+
+use crate::ca::Identity;
+use crate::PkiError;
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The ring crypto provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone())?;
+    Ok(Arc::new(roots))
+}
+
+/// The service's TLS configuration: `server` identity, client certificates signed by `ca`
+/// required.
+pub fn server_config(ca: &CertificateDer<'static>, server: &Identity) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server.cert.clone()], server.key_der())?;
+    cfg.send_tls13_tickets = 0;
+    Ok(Arc::new(cfg))
+}
+
+/// What every client configuration of one process shares: the provider and the verifier of
+/// the service's certificate. Build it once; [`ClientTls::config`] per identity.
+#[derive(Clone)]
+pub struct ClientTls {
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl ClientTls {
+    /// Clients that trust `ca`.
+    pub fn new(ca: &CertificateDer<'static>) -> Result<Self, PkiError> {
+        let provider = provider();
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone())
+            .build()
+            .map_err(|e| PkiError::Pem { path: "CA".into(), why: e.to_string() })?;
+        Ok(Self { provider, verifier })
+    }
+
+    /// A configuration presenting `id` as client certificate. Build it once per identity and
+    /// reuse the `Arc` for every connect.
+    pub fn config(&self, id: &Identity) -> Result<Arc<ClientConfig>, PkiError> {
+        let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(VERSIONS)?
+            .with_webpki_verifier(self.verifier.clone())
+            .with_client_auth_cert(vec![id.cert.clone()], id.key_der())?;
+        cfg.resumption = rustls::client::Resumption::disabled();
+        Ok(Arc::new(cfg))
+    }
+
+    /// A configuration with no client certificate (for tests of refusal).
+    pub fn config_without_cert(&self) -> Result<Arc<ClientConfig>, PkiError> {
+        let cfg = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(VERSIONS)?
+            .with_webpki_verifier(self.verifier.clone())
+            .with_no_client_auth();
+        Ok(Arc::new(cfg))
+    }
+}
