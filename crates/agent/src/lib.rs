@@ -1,1 +1,16 @@
-//! placeholder
+//! Simulated management agents: each keeps an MQTT-over-TLS connection to the push service,
+//! subscribes to its own wake-up topic after every CONNACK, and records connects, losses and
+//! wake-ups. A *site* is many agents in one process sharing one recorder.
+//!
+//! # Layout
+//! - [`ids`]: agent ids (`agent-000001`) and how agents are dealt to sites.
+//! - [`identity`]: issuing each agent's client certificate and TLS configuration, once.
+//! - [`driver`]: one agent's connect / listen / reconnect loop over rumqttc.
+//! - [`site`]: starting, observing and stopping a site's agents.
+
+pub mod driver;
+pub mod identity;
+pub mod ids;
+pub mod site;
+
+pub use site::{Site, SiteConfig, SiteProgress};

@@ -1,1 +1,13 @@
-//! placeholder
+//! The management-server simulator: it plans the run's wake-up calls and publishes them to the
+//! push service as an MQTT client over TLS with its own certificate.
+//!
+//! # Layout
+//! - [`schedule`]: the plan of wake-ups (broadcast rounds, Poisson stream), pure and seeded.
+//! - [`publisher`]: the MQTT connection and the loop that sends the plan on time, recording every
+//!   wake-up in the ledger before it is published.
+
+pub mod publisher;
+pub mod schedule;
+
+pub use publisher::{Console, ConsoleError};
+pub use schedule::{Planned, Schedule};

@@ -147,6 +147,11 @@ impl Recorder {
         self.snap.receipts.len() as u64
     }
 
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.snap.counters
+    }
+
     /// A copy of everything recorded so far.
     pub fn snapshot(&self) -> Snapshot {
         self.snap.clone()
