@@ -1,1 +1,33 @@
-//! placeholder
+//! The one result of a run, [`RunReport`], and its renderers. Numbers are computed once, here,
+//! from the merged measurements; JSON, terminal and HdrHistogram logs only render them.
+//!
+//! # Layout
+//! - [`model`]: `RunReport` and its parts (the report.json contract, `schema_version` 1).
+//! - [`build`]: assembling a `RunReport` from merged snapshots, the ledger's counts and process
+//!   figures.
+//! - [`slo`]: evaluating the scenario's SLOs on report.json paths; checking paths up front.
+//! - [`render`]: report.json, the HdrHistogram interval log, and the terminal summary.
+
+pub mod build;
+pub mod model;
+pub mod render;
+pub mod slo;
+
+pub use build::Inputs;
+pub use model::{ProcessStats, RunReport, SCHEMA_VERSION};
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// File I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Serialisation.
+    #[error("cannot serialise the report: {0}")]
+    Json(#[from] serde_json::Error),
+}

@@ -1,0 +1,145 @@
+//! report.json: the contract. Field names here are fixed; add fields, do not rename them.
+
+use std::collections::BTreeMap;
+
+use pushsim_metrics::{Summary, WakeupCounts};
+use serde::{Deserialize, Serialize};
+
+/// Version of the report.json layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The result of one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// pushsim's version.
+    pub pushsim_version: String,
+    /// Which scenario ran.
+    pub scenario: ScenarioInfo,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Length of the run's timeline in seconds (shorter than planned if stopped).
+    pub duration_s: f64,
+    /// Why the run ended early, if it did (Ctrl-C, environment).
+    pub stopped_early: Option<String>,
+    /// How the run was laid out over processes.
+    pub plan: Plan,
+    /// Agent counts.
+    pub agents: AgentCounts,
+    /// Wake-up accounting: every sent wake-up in exactly one of delivered / late / lost.
+    pub wakeups: WakeupCounts,
+    /// Latency percentiles in µs.
+    pub latency_us: Latencies,
+    /// SLO verdicts.
+    pub slos: Vec<SloResult>,
+    /// CPU and memory per process.
+    pub processes: Vec<ProcessStats>,
+    /// Edge counters (TLS handshakes, failures).
+    pub edge: BTreeMap<String, u64>,
+    /// Per-second timeline.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// The scenario that ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Built-in name or file stem.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Where it came from (`builtin:<name>` or a path).
+    pub origin: String,
+}
+
+/// Process layout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Site processes (agents).
+    pub sites: u32,
+    /// Edge processes (TLS), sharing the listeners with SO_REUSEPORT.
+    pub edges: u32,
+    /// rumqttd's plain listeners.
+    pub broker_listeners: u32,
+    /// Open-files limit per process the plan was made for.
+    pub nofile_limit: u64,
+}
+
+/// Agent counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCounts {
+    /// Agents in the scenario.
+    pub configured: u64,
+    /// Most agents connected at the end of any second.
+    pub connected_peak: u64,
+    /// Agents connected when the run ended.
+    pub connected_end: u64,
+    /// Connect attempts.
+    pub connect_attempts: u64,
+    /// Failed connect attempts.
+    pub connect_failures: u64,
+    /// Established connections lost during the run.
+    pub disconnects: u64,
+    /// Subscriptions refused.
+    pub subscribe_failures: u64,
+    /// Messages on wake-up topics that were not wake-ups.
+    pub malformed_messages: u64,
+}
+
+/// Latency summaries, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latencies {
+    /// TCP + TLS + CONNACK.
+    pub connect: Summary,
+    /// Warm wake-ups: every wake-up after an agent's first.
+    pub wakeup: Summary,
+    /// Cold wake-ups: each agent's first.
+    pub wakeup_cold: Summary,
+}
+
+/// One SLO verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SloResult {
+    /// The expression as written.
+    pub name: String,
+    /// Operator and limit.
+    pub limit: String,
+    /// The value found (None when the path has no number).
+    pub value: Option<f64>,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// CPU and peak memory of one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// `orchestrator` (with the console), `broker`, `edge-N`, `site-N`.
+    pub role: String,
+    /// OS process id.
+    pub pid: u32,
+    /// User + system CPU seconds.
+    pub cpu_s: f64,
+    /// Peak resident set (VmHWM), KiB.
+    pub peak_rss_kb: u64,
+    /// Agents this process held (sites), for per-agent memory.
+    pub agents: u64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the run start.
+    pub t_s: u64,
+    /// Agents connected at the end of this second.
+    pub connected: u64,
+    /// Connects during it.
+    pub connects: u64,
+    /// Disconnects during it.
+    pub disconnects: u64,
+    /// Wake-ups sent during it.
+    pub wakeups_sent: u64,
+    /// Wake-ups received (first receipt) during it.
+    pub wakeups_delivered: u64,
+}

@@ -1,0 +1,173 @@
+//! Renderers of a [`RunReport`]: report.json, the HdrHistogram interval log of the run's
+//! histograms, and the terminal summary.
+
+use std::fs;
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use pushsim_metrics::{Histo, Summary};
+
+use crate::model::RunReport;
+use crate::ReportError;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io { path: path.display().to_string(), source }
+}
+
+/// Writes report.json (pretty).
+pub fn write_json(report: &RunReport, path: &Path) -> Result<(), ReportError> {
+    let text = serde_json::to_string_pretty(report)?;
+    fs::write(path, text + "\n").map_err(io(path))
+}
+
+/// Reads a report.json.
+pub fn read_json(path: &Path) -> Result<RunReport, ReportError> {
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Writes `histograms` (tag, histogram) as one interval each, covering the whole run, in
+/// HdrHistogram's interval-log format (readable by HistogramLogAnalyzer and hdrhistogram tools).
+pub fn write_hlog(
+    path: &Path,
+    started: SystemTime,
+    duration: Duration,
+    histograms: &[(&str, &Histo)],
+) -> Result<(), ReportError> {
+    let file = fs::File::create(path).map_err(io(path))?;
+    let mut out = BufWriter::new(file);
+    let mut ser = V2DeflateSerializer::new();
+    let mut w = IntervalLogWriterBuilder::new()
+        .add_comment("pushsim latency histograms, values in microseconds")
+        .with_start_time(started)
+        .with_base_time(started)
+        .begin_log_with(&mut out, &mut ser)
+        .map_err(io(path))?;
+    for (tag, h) in histograms {
+        let tag = Tag::new(tag);
+        w.write_histogram(h.inner(), Duration::ZERO, duration, tag).map_err(|e| ReportError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!("{e:?}")),
+        })?;
+    }
+    drop(w);
+    std::io::Write::flush(&mut out).map_err(io(path))
+}
+
+/// µs as a short human figure: `850µs`, `12.3ms`, `4.21s`.
+pub fn fmt_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}µs"),
+        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn latency_row(t: &mut Table, name: &str, s: &Summary) {
+    let mut row = vec![Cell::new(name), Cell::new(s.count).set_alignment(CellAlignment::Right)];
+    for v in [s.min, s.p50, s.p90, s.p99, s.p999, s.max] {
+        row.push(Cell::new(if s.count == 0 { "-".into() } else { fmt_us(v) }).set_alignment(CellAlignment::Right));
+    }
+    t.add_row(row);
+}
+
+/// The terminal summary: agents, wake-up accounting, latency table, SLO verdicts.
+pub fn terminal(r: &RunReport) -> String {
+    let mut out = String::new();
+    let a = &r.agents;
+    let w = &r.wakeups;
+    out.push_str(&format!(
+        "pushsim {} · scenario {} · seed {} · {:.1}s{}\n",
+        r.pushsim_version,
+        r.scenario.name,
+        r.seed,
+        r.duration_s,
+        r.stopped_early.as_ref().map(|s| format!(" · stopped early: {s}")).unwrap_or_default()
+    ));
+    out.push_str(&format!(
+        "agents   {} configured · {} peak connected · {} at end · {} connect failures · {} disconnects\n",
+        a.configured, a.connected_peak, a.connected_end, a.connect_failures, a.disconnects
+    ));
+    out.push_str(&format!(
+        "wake-ups {} sent · {} delivered · {} late · {} lost · {} duplicate\n",
+        w.sent, w.delivered, w.late, w.lost, w.duplicate
+    ));
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_header(vec!["latency", "count", "min", "p50", "p90", "p99", "p99.9", "max"]);
+    latency_row(&mut t, "connect", &r.latency_us.connect);
+    latency_row(&mut t, "wake-up (warm)", &r.latency_us.wakeup);
+    latency_row(&mut t, "wake-up (cold)", &r.latency_us.wakeup_cold);
+    out.push_str(&t.to_string());
+    out.push('\n');
+    if !r.processes.is_empty() {
+        let mut p = Table::new();
+        p.load_preset(UTF8_BORDERS_ONLY).set_header(vec!["process", "cpu", "peak RSS", "agents"]);
+        for s in &r.processes {
+            p.add_row(vec![
+                Cell::new(&s.role),
+                Cell::new(format!("{:.2}s", s.cpu_s)).set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0)).set_alignment(CellAlignment::Right),
+                Cell::new(if s.agents > 0 { s.agents.to_string() } else { String::new() })
+                    .set_alignment(CellAlignment::Right),
+            ]);
+        }
+        out.push_str(&p.to_string());
+        out.push('\n');
+    }
+    if r.slos.is_empty() {
+        out.push_str("no SLOs in this scenario\n");
+    }
+    for s in &r.slos {
+        let value = s.value.map(|v| v.to_string()).unwrap_or_else(|| "no value".into());
+        out.push_str(&format!("{} SLO {}  (value {value})\n", if s.passed { "PASS" } else { "FAIL" }, s.name));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SloResult;
+
+    #[test]
+    fn terminal_shows_counts_and_verdicts() {
+        let mut r = RunReport::default();
+        r.scenario.name = "t".into();
+        r.wakeups.sent = 10;
+        r.wakeups.delivered = 9;
+        r.wakeups.lost = 1;
+        r.latency_us.wakeup = Summary { count: 9, min: 100, mean: 200, p50: 180, p90: 1_500, p99: 2_000_000, p999: 2_000_000, max: 2_000_000 };
+        r.slos.push(SloResult { name: "wakeups.lost == 0".into(), limit: "== 0".into(), value: Some(1.0), passed: false });
+        let t = terminal(&r);
+        assert!(t.contains("10 sent · 9 delivered · 0 late · 1 lost"), "{t}");
+        assert!(t.contains("180µs") && t.contains("1.50ms") && t.contains("2.00s"), "{t}");
+        assert!(t.contains("FAIL SLO wakeups.lost == 0  (value 1)"), "{t}");
+    }
+
+    #[test]
+    fn json_and_hlog_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = RunReport::default();
+        r.wakeups.sent = 3;
+        write_json(&r, &dir.path().join("report.json")).unwrap();
+        assert_eq!(read_json(&dir.path().join("report.json")).unwrap(), r);
+        let mut h = Histo::new();
+        h.record(250);
+        let p = dir.path().join("h.hlog");
+        write_hlog(&p, SystemTime::now(), Duration::from_secs(5), &[("wakeup", &h), ("connect", &Histo::new())]).unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        let mut n = 0;
+        for item in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes()) {
+            if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(i)) = item {
+                n += 1;
+                assert!(i.tag().is_some());
+            }
+        }
+        assert_eq!(n, 2);
+    }
+}

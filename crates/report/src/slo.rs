@@ -1,0 +1,92 @@
+//! SLOs evaluated on report.json paths (`wakeups.lost`, `latency_us.wakeup.p99`, ...).
+
+use pushsim_scenario::Slo;
+use serde_json::Value;
+
+use crate::model::{RunReport, SloResult};
+
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
+}
+
+/// Evaluates every SLO against `report`. A path without a number fails its SLO.
+pub fn evaluate(report: &RunReport, slos: &[Slo]) -> Vec<SloResult> {
+    let v = serde_json::to_value(report).unwrap_or(Value::Null);
+    slos.iter()
+        .map(|s| {
+            let value = lookup(&v, &s.path).and_then(Value::as_f64);
+            SloResult {
+                name: s.to_string(),
+                limit: s.limit_text(),
+                value,
+                passed: value.is_some_and(|x| s.op.holds(x, s.limit)),
+            }
+        })
+        .collect()
+}
+
+/// Every numeric path of report.json an SLO may name.
+pub fn numeric_paths() -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&p, v, out);
+                }
+            }
+            Value::Number(_) => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let v = serde_json::to_value(RunReport::default()).unwrap_or(Value::Null);
+    walk("", &v, &mut out);
+    out.retain(|p| !matches!(p.as_str(), "schema_version" | "seed"));
+    out
+}
+
+/// Checks that every SLO names a numeric report.json path; the error lists the valid ones.
+pub fn check_paths(slos: &[Slo]) -> Result<(), String> {
+    let valid = numeric_paths();
+    let bad: Vec<&str> = slos.iter().map(|s| s.path.as_str()).filter(|p| !valid.iter().any(|v| v == p)).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "SLO path{} {} not in report.json; valid paths: {}",
+        if bad.len() > 1 { "s" } else { "" },
+        bad.join(", "),
+        valid.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluates_on_report_paths() {
+        let mut r = RunReport::default();
+        r.wakeups.lost = 2;
+        r.latency_us.wakeup.p99 = 900;
+        let slos: Vec<Slo> = ["wakeups.lost == 0", "latency_us.wakeup.p99 < 1ms", "agents.nope > 1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let res = evaluate(&r, &slos);
+        assert_eq!(res.iter().map(|s| s.passed).collect::<Vec<_>>(), vec![false, true, false]);
+        assert_eq!(res[0].value, Some(2.0));
+        assert_eq!(res[1].limit, "< 1000");
+        assert_eq!(res[2].value, None);
+    }
+
+    #[test]
+    fn path_check_names_the_bad_path_and_valid_ones() {
+        let ok: Slo = "latency_us.wakeup_cold.p999 < 5s".parse().unwrap();
+        assert!(check_paths(&[ok]).is_ok());
+        let bad: Slo = "wakeups.lst == 0".parse().unwrap();
+        let e = check_paths(&[bad]).unwrap_err();
+        assert!(e.contains("wakeups.lst") && e.contains("wakeups.lost"), "{e}");
+    }
+}
