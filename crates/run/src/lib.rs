@@ -1,1 +1,47 @@
-//! placeholder
+//! Running a scenario: the orchestrator that lays a run out over processes (service, edges,
+//! sites), drives its timeline, collects and merges what every process measured, and writes the
+//! report; and the child-process side of each role.
+//!
+//! # Layout
+//! - [`plan`]: how many processes of each role a run needs (pure; from the open-files limit).
+//! - [`limits`]: raising the open-files limit; reading the ephemeral port range.
+//! - [`ipc`]: the JSON-lines protocol between the orchestrator and its children.
+//! - [`children`]: spawning and talking to child processes (parent side).
+//! - [`child`]: the child side: broker, edge and site entry points.
+//! - [`procstat`]: CPU and peak memory of a process from `/proc`.
+//! - [`observer`]: the progress interface the CLI implements (the run never prints).
+//! - [`orchestrator`]: one run from scenario to report.
+
+pub mod child;
+pub mod children;
+pub mod ipc;
+pub mod limits;
+pub mod observer;
+pub mod orchestrator;
+pub mod plan;
+pub mod procstat;
+
+pub use observer::{Observer, Phase, Status};
+pub use orchestrator::{execute, Outcome, RunOptions};
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario or the options are wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The machine cannot host the run, or a part of it failed to start (exit 3). The message
+    /// names the fix.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) => 2,
+            RunError::Environment(_) => 3,
+        }
+    }
+}

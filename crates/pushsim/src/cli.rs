@@ -1,0 +1,47 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use pushsim_scenario::Dur;
+
+/// Simulates a push-notification service (MQTT over TLS) with thousands of management agents
+/// on one machine, and measures wake-up latency, connects and losses.
+#[derive(Debug, Parser)]
+#[command(name = "pushsim", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lists the built-in scenarios.
+    List,
+    /// Runs a scenario (a built-in name or a TOML file) and writes its report.
+    Scenario(ScenarioArgs),
+    /// Internal: a child process of a run (broker, edge, site).
+    #[command(name = "__child", hide = true)]
+    Child { role: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Built-in scenario name (see `pushsim list`) or path to a scenario file.
+    pub scenario: String,
+    /// Number of agents (overrides `agents.count`).
+    #[arg(long)]
+    pub agents: Option<u32>,
+    /// Seed of every random choice (overrides `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Length of the run's timeline, e.g. `90s` (overrides `duration`).
+    #[arg(long)]
+    pub duration: Option<Dur>,
+    /// Run folder (default: reports/<scenario>-<UTC time>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Site processes for the agents (default: as the open-files limit requires).
+    #[arg(long)]
+    pub sites: Option<u32>,
+}

@@ -1,0 +1,128 @@
+//! Child processes, parent side: spawn the same binary as `__child`, write its spec, forward its
+//! lines to the orchestrator as events, stop it with a bound.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pushsim_report::ProcessStats;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use crate::ipc::{FromChild, Ready, Spec, ToChild};
+use crate::{procstat, RunError};
+
+/// A line from child `id`, or `None` when it exited (stdout closed).
+pub type Event = (usize, Option<FromChild>);
+
+/// A running child process.
+pub struct Child {
+    /// Its role in reports (`broker`, `edge-0`, `site-1`).
+    pub role: String,
+    /// Agents it holds (sites).
+    pub agents: u64,
+    proc: tokio::process::Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+}
+
+fn env_err(role: &str, what: impl std::fmt::Display) -> RunError {
+    RunError::Environment(format!("{role}: {what}"))
+}
+
+impl Child {
+    /// Spawns `exe __child`, sends `spec`, and forwards its lines to `events` as `(id, line)`.
+    pub async fn spawn(
+        exe: &Path,
+        role: String,
+        id: usize,
+        spec: &Spec,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Child, RunError> {
+        let mut proc = Command::new(exe)
+            .arg("__child")
+            .arg(&role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| env_err(&role, format!("cannot start {}: {e}", exe.display())))?;
+        let pid = proc.id().unwrap_or(0);
+        let stdout = proc.stdout.take().ok_or_else(|| env_err(&role, "no stdout pipe"))?;
+        let stdin = proc.stdin.take().ok_or_else(|| env_err(&role, "no stdin pipe"))?;
+        let reader_role = role.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<FromChild>(&line) {
+                    Ok(msg) => {
+                        if events.send((id, Some(msg))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(role = %reader_role, error = %e, "unreadable line from child"),
+                }
+            }
+            let _ = events.send((id, None));
+        });
+        let mut child = Child { role, agents: 0, proc, stdin: Some(stdin), pid };
+        child.write(&serde_json::to_string(spec).map_err(|e| env_err(&child.role, e))?).await?;
+        Ok(child)
+    }
+
+    async fn write(&mut self, line: &str) -> Result<(), RunError> {
+        let role = self.role.clone();
+        let stdin = self.stdin.as_mut().ok_or_else(|| env_err(&role, "stdin already closed"))?;
+        let mut buf = line.as_bytes().to_vec();
+        buf.push(b'\n');
+        stdin.write_all(&buf).await.map_err(|e| env_err(&role, format!("child is gone ({e})")))?;
+        stdin.flush().await.map_err(|e| env_err(&role, format!("child is gone ({e})")))
+    }
+
+    /// Sends a command.
+    pub async fn send(&mut self, msg: &ToChild) -> Result<(), RunError> {
+        let line = serde_json::to_string(msg).map_err(|e| env_err(&self.role, e))?;
+        self.write(&line).await
+    }
+
+    /// OS process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// CPU and peak memory now.
+    pub fn stats(&self) -> ProcessStats {
+        let (cpu_s, peak_rss_kb) = procstat::read(self.pid).unwrap_or((0.0, 0));
+        ProcessStats { role: self.role.clone(), pid: self.pid, cpu_s, peak_rss_kb, agents: self.agents }
+    }
+
+    /// Closes its stdin (the child stops), waits up to `bound`, then kills it.
+    pub async fn finish(mut self, bound: Duration) {
+        self.stdin = None;
+        if tokio::time::timeout(bound, self.proc.wait()).await.is_err() {
+            let _ = self.proc.kill().await;
+        }
+    }
+}
+
+/// Waits for child `id`'s Ready on `events`, at most `bound`.
+pub async fn wait_ready(
+    role: &str,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    bound: Duration,
+) -> Result<Ready, RunError> {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .map_err(|_| env_err(role, format!("not ready after {bound:?}")))?;
+        match ev {
+            Some((_, Some(FromChild::Ready(r)))) => return Ok(r),
+            Some((_, Some(FromChild::Error(e)))) => return Err(env_err(role, e)),
+            Some((_, Some(_))) => {}
+            Some((_, None)) | None => return Err(env_err(role, "exited before it was ready (see its messages above)")),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The protocol between the orchestrator and its children: one JSON object per line. The parent
+//! writes a [`Spec`] then commands ([`ToChild`]) on the child's stdin; the child answers with
+//! [`FromChild`] lines on stdout (logs go to stderr). A child whose stdin closes stops at once,
+//! so no child outlives its orchestrator.
+
+use std::net::SocketAddr;
+
+use pushsim_agent::SiteProgress;
+use pushsim_metrics::Snapshot;
+use pushsim_pki::files::PkiPaths;
+use pushsim_service::edge::EdgeCounts;
+use serde::{Deserialize, Serialize};
+
+/// What a child is to be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spec {
+    /// rumqttd with `listeners` plain listeners for `agents` agents.
+    Broker {
+        /// Number of plain listeners.
+        listeners: u32,
+        /// Agents it must accept.
+        agents: u32,
+    },
+    /// A TLS edge.
+    Edge(EdgeSpec),
+    /// A site of agents.
+    Site(SiteSpec),
+}
+
+/// An edge process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeSpec {
+    /// Primary listener (port 0: pick one).
+    pub primary: SocketAddr,
+    /// Fallback listener (port 0: pick one).
+    pub fallback: SocketAddr,
+    /// Share the ports with other edge processes.
+    pub reuse_port: bool,
+    /// rumqttd's listeners.
+    pub upstreams: Vec<SocketAddr>,
+    /// The run's PKI files.
+    pub pki: PkiPaths,
+    /// TLS handshake bound, ms.
+    pub handshake_timeout_ms: u64,
+}
+
+/// A site process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteSpec {
+    /// Run indices of its agents.
+    pub agents: Vec<u32>,
+    /// The endpoint they connect to.
+    pub target: SocketAddr,
+    /// The name the service certificate is checked against.
+    pub server_name: String,
+    /// Keep-alive, ms.
+    pub keep_alive_ms: u64,
+    /// Connect attempt bound, ms.
+    pub connect_timeout_ms: u64,
+    /// Reconnect delay, ms.
+    pub reconnect_delay_ms: u64,
+    /// Agents started per second over the whole run.
+    pub ramp_per_sec: f64,
+    /// The run's PKI files.
+    pub pki: PkiPaths,
+}
+
+/// Commands after the spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToChild {
+    /// Sites: start the agents against run start `t0_ns`.
+    Start {
+        /// Run start on the run clock.
+        t0_ns: u64,
+    },
+    /// Stop and send [`FromChild::Done`].
+    Stop,
+}
+
+/// What a child reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromChild {
+    /// Ready: the broker's listeners, or the edge's bound addresses, or a site's identities
+    /// issued.
+    Ready(Ready),
+    /// A site's live counts.
+    Progress(SiteProgress),
+    /// Final measurements; the child then waits for its stdin to close.
+    Done(Box<Done>),
+    /// The child failed; it exits after this line.
+    Error(String),
+}
+
+/// A child's readiness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ready {
+    /// rumqttd answers on these.
+    Broker {
+        /// Plain listeners.
+        listeners: Vec<SocketAddr>,
+    },
+    /// The edge listens on these.
+    Edge {
+        /// Primary listener.
+        primary: SocketAddr,
+        /// Fallback listener.
+        fallback: SocketAddr,
+    },
+    /// The site's agents are ready to start.
+    Site,
+}
+
+/// Final measurements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Done {
+    /// A site's snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// A site's agents connected at the stop.
+    pub connected: u64,
+    /// An edge's counters.
+    pub edge: Option<EdgeCounts>,
+}
