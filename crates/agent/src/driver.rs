@@ -8,7 +8,9 @@ use std::time::Duration;
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::wakeup::{topic, Wakeup};
 use pushsim_metrics::Recorder;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, SubscribeReasonCode,
+};
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::watch;
 
@@ -26,7 +28,9 @@ pub struct AgentRun {
 
 fn options(cfg: &SiteConfig, run: &AgentRun) -> MqttOptions {
     let mut o = MqttOptions::new(run.id.clone(), cfg.server_name.clone(), cfg.target.port());
-    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(run.tls.clone())));
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        run.tls.clone(),
+    )));
     o.set_keep_alive(cfg.keep_alive);
     o.set_clean_session(true);
     // One in flight: agents only receive; saves ~6 KB per agent.
@@ -44,7 +48,12 @@ pub async fn sleep_until_ns(at_ns: u64) {
 }
 
 /// Runs one agent until `stop` turns true.
-pub async fn run(cfg: Arc<SiteConfig>, run: AgentRun, rec: Arc<Mutex<Recorder>>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: Arc<SiteConfig>,
+    run: AgentRun,
+    rec: Arc<Mutex<Recorder>>,
+    mut stop: watch::Receiver<bool>,
+) {
     tokio::select! {
         _ = sleep_until_ns(run.start_ns) => {}
         _ = stopped(&mut stop) => return,
@@ -52,6 +61,7 @@ pub async fn run(cfg: Arc<SiteConfig>, run: AgentRun, rec: Arc<Mutex<Recorder>>,
     let topic = topic(&run.id);
     let (client, mut ev) = AsyncClient::new(options(&cfg, &run), 4);
     let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
     // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
     net.set_connection_timeout(cfg.connect_timeout.as_secs() + 2);
     ev.set_network_options(net);
@@ -62,7 +72,10 @@ pub async fn run(cfg: Arc<SiteConfig>, run: AgentRun, rec: Arc<Mutex<Recorder>>,
             _ = stopped(&mut stop) => return,
         };
         if connected {
-            if client.try_subscribe(topic.clone(), QoS::AtLeastOnce).is_err() {
+            if client
+                .try_subscribe(topic.clone(), QoS::AtLeastOnce)
+                .is_err()
+            {
                 lock(&rec).subscribe_failed();
             }
             tokio::select! {
@@ -98,7 +111,9 @@ async fn connect(cfg: &SiteConfig, ev: &mut EventLoop, rec: &Mutex<Recorder>) ->
     lock(rec).connect_attempt();
     let start = mono_ns();
     let ok = match tokio::time::timeout(cfg.connect_timeout, ev.poll()).await {
-        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => ack.code == rumqttc::ConnectReturnCode::Success,
+        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+            ack.code == rumqttc::ConnectReturnCode::Success
+        }
         Ok(Ok(_)) => false,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "connect failed");
@@ -119,7 +134,11 @@ async fn connect(cfg: &SiteConfig, ev: &mut EventLoop, rec: &Mutex<Recorder>) ->
 }
 
 /// Listens until the connection fails; returns the error.
-async fn listen(ev: &mut EventLoop, rec: &Mutex<Recorder>, cold: &mut bool) -> rumqttc::ConnectionError {
+async fn listen(
+    ev: &mut EventLoop,
+    rec: &Mutex<Recorder>,
+    cold: &mut bool,
+) -> rumqttc::ConnectionError {
     loop {
         match ev.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -134,7 +153,11 @@ async fn listen(ev: &mut EventLoop, rec: &Mutex<Recorder>, cold: &mut bool) -> r
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
                     lock(rec).subscribe_failed();
                 }
             }

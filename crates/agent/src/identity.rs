@@ -10,8 +10,14 @@ use rustls::ClientConfig;
 use crate::ids::agent_id;
 
 /// Client configurations for the agents `indices`, in order. Issues on all cores.
-pub async fn issue(ca: Arc<Ca>, tls: ClientTls, indices: &[u32]) -> Result<Vec<Arc<ClientConfig>>, PkiError> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+pub async fn issue(
+    ca: Arc<Ca>,
+    tls: ClientTls,
+    indices: &[u32],
+) -> Result<Vec<Arc<ClientConfig>>, PkiError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let chunk = indices.len().div_ceil(threads).max(1);
     let jobs: Vec<_> = indices
         .chunks(chunk)
@@ -27,7 +33,10 @@ pub async fn issue(ca: Arc<Ca>, tls: ClientTls, indices: &[u32]) -> Result<Vec<A
         .collect();
     let mut out = Vec::with_capacity(indices.len());
     for j in jobs {
-        let part = j.await.map_err(|e| PkiError::Pem { path: "agent identities".into(), why: e.to_string() })??;
+        let part = j.await.map_err(|e| PkiError::Pem {
+            path: "agent identities".into(),
+            why: e.to_string(),
+        })??;
         out.extend(part);
     }
     Ok(out)

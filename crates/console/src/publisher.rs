@@ -1,13 +1,16 @@
 //! The console's MQTT connection and the loop that publishes the schedule on time.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::wakeup::{topic, Wakeup};
 use pushsim_metrics::{Ledger, Recorder};
-use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -30,6 +33,7 @@ pub enum ConsoleError {
 pub struct Console {
     client: AsyncClient,
     driver: JoinHandle<()>,
+    closing: Arc<AtomicBool>,
     agent_ids: Arc<Vec<String>>,
 }
 
@@ -50,19 +54,25 @@ impl Console {
         o.set_clean_session(false);
         let (client, mut ev) = AsyncClient::new(o, 1024);
         let mut net = NetworkOptions::new();
+        net.set_tcp_nodelay(true);
         net.set_connection_timeout(timeout.as_secs().max(1));
         ev.set_network_options(net);
         let err = |why: String| ConsoleError::Connect { addr, why };
         match tokio::time::timeout(timeout, ev.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) if a.code == rumqttc::ConnectReturnCode::Success => {}
+            Ok(Ok(Event::Incoming(Packet::ConnAck(a))))
+                if a.code == rumqttc::ConnectReturnCode::Success => {}
             Ok(Ok(other)) => return Err(err(format!("unexpected {other:?}"))),
             Ok(Err(e)) => return Err(err(e.to_string())),
             Err(_) => return Err(err(format!("no CONNACK within {timeout:?}"))),
         }
+        let closing = Arc::new(AtomicBool::new(false));
+        let closed = closing.clone();
         let driver = tokio::spawn(async move {
             loop {
                 if let Err(e) = ev.poll().await {
-                    if matches!(e, rumqttc::ConnectionError::RequestsDone) {
+                    if closed.load(Ordering::Relaxed)
+                        || matches!(e, rumqttc::ConnectionError::RequestsDone)
+                    {
                         return;
                     }
                     tracing::warn!(error = %e, "console connection lost; reconnecting");
@@ -70,7 +80,12 @@ impl Console {
                 }
             }
         });
-        Ok(Self { client, driver, agent_ids })
+        Ok(Self {
+            client,
+            driver,
+            closing,
+            agent_ids,
+        })
     }
 
     /// Publishes `schedule` against run start `t0_ns`: each wake-up is entered in `ledger`
@@ -97,14 +112,26 @@ impl Console {
             } else if *stop.borrow() {
                 return sent;
             }
-            let Some(id) = self.agent_ids.get(p.agent as usize) else { continue };
-            let seq = ledger.lock().unwrap_or_else(|e| e.into_inner()).record(p.agent, intended_ns);
+            let Some(id) = self.agent_ids.get(p.agent as usize) else {
+                continue;
+            };
+            let seq = ledger
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(p.agent, intended_ns);
             let payload = Wakeup { seq, intended_ns }.encode().to_vec();
-            if self.client.publish(topic(id), QoS::AtLeastOnce, false, payload).await.is_err() {
+            if self
+                .client
+                .publish(topic(id), QoS::AtLeastOnce, false, payload)
+                .await
+                .is_err()
+            {
                 // The event loop is gone; the wake-up stays in the ledger and counts as lost.
                 tracing::warn!("console event loop ended; wake-up {seq} not published");
             }
-            rec.lock().unwrap_or_else(|e| e.into_inner()).wakeup_sent(mono_ns());
+            rec.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wakeup_sent(mono_ns());
             sent += 1;
         }
         sent
@@ -112,9 +139,13 @@ impl Console {
 
     /// Disconnects (bounded).
     pub async fn close(self) {
+        self.closing.store(true, Ordering::Relaxed);
         let _ = self.client.disconnect().await;
         let mut driver = self.driver;
-        if tokio::time::timeout(Duration::from_secs(2), &mut driver).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut driver)
+            .await
+            .is_err()
+        {
             driver.abort();
         }
     }

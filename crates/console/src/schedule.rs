@@ -52,7 +52,10 @@ impl Schedule {
                     if t >= end {
                         break;
                     }
-                    items.push(Planned { offset_ns: (t * 1e9) as u64, agent: rng.random_range(0..agents) });
+                    items.push(Planned {
+                        offset_ns: (t * 1e9) as u64,
+                        agent: rng.random_range(0..agents),
+                    });
                 }
             }
         }
@@ -78,14 +81,27 @@ mod tests {
 
     #[test]
     fn broadcasts_reach_every_agent_at_their_offset() {
-        let s = Schedule::plan(3, &[Duration::from_secs(2), Duration::from_secs(1)], None, 1);
-        let got: Vec<(u64, u32)> = s.items.iter().map(|p| (p.offset_ns / 1_000_000_000, p.agent)).collect();
+        let s = Schedule::plan(
+            3,
+            &[Duration::from_secs(2), Duration::from_secs(1)],
+            None,
+            1,
+        );
+        let got: Vec<(u64, u32)> = s
+            .items
+            .iter()
+            .map(|p| (p.offset_ns / 1_000_000_000, p.agent))
+            .collect();
         assert_eq!(got, vec![(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]);
     }
 
     #[test]
     fn stream_has_the_rate_and_is_seeded() {
-        let st = Stream { per_sec: 100.0, from: Duration::from_secs(10), until: Duration::from_secs(110) };
+        let st = Stream {
+            per_sec: 100.0,
+            from: Duration::from_secs(10),
+            until: Duration::from_secs(110),
+        };
         let a = Schedule::plan(50, &[], Some(st), 7);
         let b = Schedule::plan(50, &[], Some(st), 7);
         let c = Schedule::plan(50, &[], Some(st), 8);
@@ -93,7 +109,9 @@ mod tests {
         assert_ne!(a, c);
         // 10,000 expected; Poisson sd = 100, so ±5 sd:
         assert!((9_500..=10_500).contains(&a.len()), "{}", a.len());
-        assert!(a.items.iter().all(|p| p.offset_ns >= 10_000_000_000 && p.offset_ns < 110_000_000_000 && p.agent < 50));
+        assert!(a.items.iter().all(|p| p.offset_ns >= 10_000_000_000
+            && p.offset_ns < 110_000_000_000
+            && p.agent < 50));
         assert!(a.items.windows(2).all(|w| w[0].offset_ns <= w[1].offset_ns));
         // every agent is hit about equally often (200 each expected)
         let mut hits = [0u32; 50];

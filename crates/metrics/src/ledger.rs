@@ -82,7 +82,11 @@ impl Ledger {
     ) -> WakeupCounts {
         // 0 = not received, 1 = delivered, 2 = late
         let mut state = vec![0u8; self.sent.len()];
-        let mut c = WakeupCounts { sent: self.len(), duplicate: duplicates, ..Default::default() };
+        let mut c = WakeupCounts {
+            sent: self.len(),
+            duplicate: duplicates,
+            ..Default::default()
+        };
         for r in receipts {
             let Some(slot) = usize::try_from(r.seq).ok().and_then(|i| state.get_mut(i)) else {
                 c.unknown += 1;
@@ -116,16 +120,38 @@ mod tests {
             assert_eq!(l.record(i, 0), i as u64);
         }
         let receipts = [
-            Receipt { seq: 0, latency_us: 10 },
-            Receipt { seq: 1, latency_us: 5_000_001 },
-            Receipt { seq: 2, latency_us: 5_000_000 },
-            Receipt { seq: 2, latency_us: 7 },  // same seq from another process
-            Receipt { seq: 99, latency_us: 1 }, // never sent
+            Receipt {
+                seq: 0,
+                latency_us: 10,
+            },
+            Receipt {
+                seq: 1,
+                latency_us: 5_000_001,
+            },
+            Receipt {
+                seq: 2,
+                latency_us: 5_000_000,
+            },
+            Receipt {
+                seq: 2,
+                latency_us: 7,
+            }, // same seq from another process
+            Receipt {
+                seq: 99,
+                latency_us: 1,
+            }, // never sent
         ];
         let c = l.classify(&receipts, 5_000_000, 3);
         assert_eq!(
             c,
-            WakeupCounts { sent: 5, delivered: 2, late: 1, lost: 2, duplicate: 4, unknown: 1 }
+            WakeupCounts {
+                sent: 5,
+                delivered: 2,
+                late: 1,
+                lost: 2,
+                duplicate: 4,
+                unknown: 1
+            }
         );
         assert!(c.adds_up());
     }

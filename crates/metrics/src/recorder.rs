@@ -72,7 +72,12 @@ pub enum Receipted {
 impl Recorder {
     /// A recorder for a run that started at `t0_ns` on the run clock.
     pub fn new(t0_ns: u64) -> Self {
-        Self { t0_ns, snap: Snapshot::default(), seen: HashSet::new(), connected: 0 }
+        Self {
+            t0_ns,
+            snap: Snapshot::default(),
+            seen: HashSet::new(),
+            connected: 0,
+        }
     }
 
     /// Moves the run start (used when the start is set after the recorder exists).
@@ -111,7 +116,13 @@ impl Recorder {
 
     /// A wake-up `seq`, intended for `intended_ns`, arrived at `now_ns`; `cold` when it is the
     /// agent's first wake-up of the run.
-    pub fn wakeup_received(&mut self, seq: u64, intended_ns: u64, now_ns: u64, cold: bool) -> Receipted {
+    pub fn wakeup_received(
+        &mut self,
+        seq: u64,
+        intended_ns: u64,
+        now_ns: u64,
+        cold: bool,
+    ) -> Receipted {
         if !self.seen.insert(seq) {
             self.snap.counters.duplicates += 1;
             return Receipted::Duplicate;
@@ -165,9 +176,18 @@ mod tests {
     #[test]
     fn wakeups_first_and_duplicate() {
         let mut r = Recorder::new(0);
-        assert_eq!(r.wakeup_received(1, 1_000_000, 3_000_000, true), Receipted::First);
-        assert_eq!(r.wakeup_received(2, 1_000_000, 2_000_000, false), Receipted::First);
-        assert_eq!(r.wakeup_received(1, 1_000_000, 9_000_000, false), Receipted::Duplicate);
+        assert_eq!(
+            r.wakeup_received(1, 1_000_000, 3_000_000, true),
+            Receipted::First
+        );
+        assert_eq!(
+            r.wakeup_received(2, 1_000_000, 2_000_000, false),
+            Receipted::First
+        );
+        assert_eq!(
+            r.wakeup_received(1, 1_000_000, 9_000_000, false),
+            Receipted::Duplicate
+        );
         let s = r.snapshot();
         assert_eq!(s.wakeup_cold.summary().max, 2_000);
         assert_eq!(s.wakeup.summary().max, 1_000);

@@ -52,7 +52,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let w = Wakeup { seq: 42, intended_ns: 1_234_567_890_123 };
+        let w = Wakeup {
+            seq: 42,
+            intended_ns: 1_234_567_890_123,
+        };
         assert_eq!(Wakeup::decode(&w.encode()), Ok(w));
     }
 

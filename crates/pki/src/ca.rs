@@ -30,7 +30,10 @@ pub struct Identity {
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
-        Self { cert: self.cert.clone(), key: self.key.clone_key() }
+        Self {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ impl Identity {
 
     /// The key as PEM.
     pub fn key_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.key.secret_pkcs8_der().to_vec()))
+        pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            self.key.secret_pkcs8_der().to_vec(),
+        ))
     }
 }
 
@@ -60,7 +66,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "pushsim");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p
 }
 
@@ -71,12 +81,19 @@ impl Ca {
         let params = ca_params();
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
-        Ok(Self { issuer: Issuer::new(params, key), cert_der: cert.der().clone(), key_pem })
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            cert_der: cert.der().clone(),
+            key_pem,
+        })
     }
 
     /// Reloads a CA from its certificate and key PEM (as [`crate::files`] wrote them).
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
-        let bad = |why: String| PkiError::Pem { path: "CA".into(), why };
+        let bad = |why: String| PkiError::Pem {
+            path: "CA".into(),
+            why,
+        };
         let cert = pem::parse(cert_pem).map_err(|e| bad(format!("CA certificate: {e}")))?;
         if cert.tag() != "CERTIFICATE" {
             return Err(bad(format!("expected a CERTIFICATE, found {}", cert.tag())));
@@ -106,9 +123,14 @@ impl Ca {
 
     /// A server certificate for `dns_names` and `ips` (e.g. `localhost`, 127.0.0.1, ::1).
     pub fn issue_server(&self, dns_names: &[&str], ips: &[IpAddr]) -> Result<Identity, PkiError> {
-        let mut p = CertificateParams::new(dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        p.subject_alt_names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        p.distinguished_name.push(DnType::CommonName, dns_names.first().copied().unwrap_or("pushsim service"));
+        let mut p =
+            CertificateParams::new(dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        p.subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        p.distinguished_name.push(
+            DnType::CommonName,
+            dns_names.first().copied().unwrap_or("pushsim service"),
+        );
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         self.issue(p)

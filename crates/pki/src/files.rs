@@ -36,7 +36,10 @@ impl PkiPaths {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.display().to_string(), source }
+    move |source| PkiError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes `contents` to `path`, created with `mode`.
@@ -73,13 +76,22 @@ pub fn read_ca(p: &PkiPaths) -> Result<Ca, PkiError> {
 
 /// Reloads the server identity (for the edge).
 pub fn read_server(p: &PkiPaths) -> Result<Identity, PkiError> {
-    let bad = |path: &Path, why: String| PkiError::Pem { path: path.display().to_string(), why };
+    let bad = |path: &Path, why: String| PkiError::Pem {
+        path: path.display().to_string(),
+        why,
+    };
     let cert = pem::parse(read(&p.server_cert)?).map_err(|e| bad(&p.server_cert, e.to_string()))?;
     let key = pem::parse(read(&p.server_key)?).map_err(|e| bad(&p.server_key, e.to_string()))?;
     if key.tag() != "PRIVATE KEY" {
-        return Err(bad(&p.server_key, format!("expected a PKCS#8 PRIVATE KEY, found {}", key.tag())));
+        return Err(bad(
+            &p.server_key,
+            format!("expected a PKCS#8 PRIVATE KEY, found {}", key.tag()),
+        ));
     }
-    Ok(Identity { cert: cert.into_contents().into(), key: key.into_contents().into() })
+    Ok(Identity {
+        cert: cert.into_contents().into(),
+        key: key.into_contents().into(),
+    })
 }
 
 #[cfg(test)]
@@ -92,10 +104,15 @@ mod tests {
     fn keys_are_private_and_reload() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::generate().unwrap();
-        let server = ca.issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()]).unwrap();
+        let server = ca
+            .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
+            .unwrap();
         let p = write(dir.path(), &ca, &server).unwrap();
         for key in [&p.ca_key, &p.server_key] {
-            assert_eq!(fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let ca2 = read_ca(&p).unwrap();
         assert_eq!(ca2.cert(), ca.cert());

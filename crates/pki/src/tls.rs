@@ -13,7 +13,8 @@ use rustls_pki_types::CertificateDer;
 use crate::ca::Identity;
 use crate::PkiError;
 
-const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The ring crypto provider.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -28,9 +29,13 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
 
 /// The service's TLS configuration: `server` identity, client certificates signed by `ca`
 /// required.
-pub fn server_config(ca: &CertificateDer<'static>, server: &Identity) -> Result<Arc<ServerConfig>, PkiError> {
+pub fn server_config(
+    ca: &CertificateDer<'static>,
+    server: &Identity,
+) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
@@ -53,7 +58,10 @@ impl ClientTls {
         let provider = provider();
         let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone())
             .build()
-            .map_err(|e| PkiError::Pem { path: "CA".into(), why: e.to_string() })?;
+            .map_err(|e| PkiError::Pem {
+                path: "CA".into(),
+                why: e.to_string(),
+            })?;
         Ok(Self { provider, verifier })
     }
 

@@ -18,7 +18,9 @@ use crate::progress::Bars;
 /// `pushsim list`: every built-in with its description.
 pub fn list() -> i32 {
     for (name, src) in BUILTINS {
-        let about = parse(src, name, name).map(|s| s.description).unwrap_or_else(|e| format!("(broken: {e})"));
+        let about = parse(src, name, name)
+            .map(|s| s.description)
+            .unwrap_or_else(|e| format!("(broken: {e})"));
         println!("{name:<20} {about}");
     }
     0
@@ -57,7 +59,10 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
     match run(sc, origin, &args) {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<RunError>().map(RunError::exit_code).unwrap_or(3);
+            let code = e
+                .downcast_ref::<RunError>()
+                .map(RunError::exit_code)
+                .unwrap_or(3);
             eprintln!("error: {e:#}");
             code
         }
@@ -65,7 +70,10 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
 }
 
 fn run(sc: pushsim_scenario::Scenario, origin: String, args: &ScenarioArgs) -> anyhow::Result<i32> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(async move {
         let (tx, interrupt) = watch::channel(false);
         tokio::spawn(async move {

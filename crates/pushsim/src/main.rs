@@ -18,10 +18,13 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    // rumqttd logs every connection that goes away at ERROR; its failures that matter (a listener
+    // that did not bind) are caught by pushsim's readiness probe instead. RUST_LOG overrides.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rumqttd=off".into()),
         )
         .init();
     let code = match cli.command {

@@ -24,7 +24,10 @@ struct State {
 impl Bars {
     /// Bars on stderr when it is a terminal.
     pub fn new() -> Self {
-        Self { tty: std::io::stderr().is_terminal(), state: Mutex::new(State::default()) }
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -34,7 +37,10 @@ impl Bars {
     /// Clears the bars before the summary is printed.
     pub fn finish(&self) {
         let mut s = self.lock();
-        for b in [s.spinner.take(), s.ramp.take(), s.run.take()].into_iter().flatten() {
+        for b in [s.spinner.take(), s.ramp.take(), s.run.take()]
+            .into_iter()
+            .flatten()
+        {
             b.finish_and_clear();
         }
     }
@@ -49,7 +55,9 @@ impl Observer for Bars {
         if !self.tty {
             match &phase {
                 Phase::Starting(what) => eprintln!("pushsim: starting {what}"),
-                Phase::Running { agents, duration_s } => eprintln!("pushsim: running {agents} agents for {duration_s:.0}s"),
+                Phase::Running { agents, duration_s } => {
+                    eprintln!("pushsim: running {agents} agents for {duration_s:.0}s")
+                }
                 Phase::Draining => eprintln!("pushsim: waiting for wake-ups in flight"),
                 Phase::Stopping => eprintln!("pushsim: collecting measurements"),
             }
@@ -70,7 +78,10 @@ impl Observer for Bars {
                     sp.finish_and_clear();
                 }
                 let mp = indicatif::MultiProgress::new();
-                let ramp = mp.add(ProgressBar::new(agents).with_style(style("connected {bar:30} {pos}/{len} {msg}")));
+                let ramp = mp.add(
+                    ProgressBar::new(agents)
+                        .with_style(style("connected {bar:30} {pos}/{len} {msg}")),
+                );
                 let run = mp.add(
                     ProgressBar::new(duration_s.ceil() as u64)
                         .with_style(style("run       {bar:30} {pos}/{len}s {msg}")),
@@ -104,7 +115,10 @@ impl Observer for Bars {
         }
         if let Some(r) = &s.run {
             r.set_position(st.elapsed_s as u64);
-            r.set_message(format!("wake-ups {} sent, {} received", st.wakeups_sent, st.wakeups_received));
+            r.set_message(format!(
+                "wake-ups {} sent, {} received",
+                st.wakeups_sent, st.wakeups_received
+            ));
         }
     }
 }

@@ -15,7 +15,10 @@ use crate::model::RunReport;
 use crate::ReportError;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io { path: path.display().to_string(), source }
+    move |source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes report.json (pretty).
@@ -49,10 +52,11 @@ pub fn write_hlog(
         .map_err(io(path))?;
     for (tag, h) in histograms {
         let tag = Tag::new(tag);
-        w.write_histogram(h.inner(), Duration::ZERO, duration, tag).map_err(|e| ReportError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(format!("{e:?}")),
-        })?;
+        w.write_histogram(h.inner(), Duration::ZERO, duration, tag)
+            .map_err(|e| ReportError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(format!("{e:?}")),
+            })?;
     }
     drop(w);
     std::io::Write::flush(&mut out).map_err(io(path))
@@ -68,9 +72,15 @@ pub fn fmt_us(us: u64) -> String {
 }
 
 fn latency_row(t: &mut Table, name: &str, s: &Summary) {
-    let mut row = vec![Cell::new(name), Cell::new(s.count).set_alignment(CellAlignment::Right)];
+    let mut row = vec![
+        Cell::new(name),
+        Cell::new(s.count).set_alignment(CellAlignment::Right),
+    ];
     for v in [s.min, s.p50, s.p90, s.p99, s.p999, s.max] {
-        row.push(Cell::new(if s.count == 0 { "-".into() } else { fmt_us(v) }).set_alignment(CellAlignment::Right));
+        row.push(
+            Cell::new(if s.count == 0 { "-".into() } else { fmt_us(v) })
+                .set_alignment(CellAlignment::Right),
+        );
     }
     t.add_row(row);
 }
@@ -86,7 +96,10 @@ pub fn terminal(r: &RunReport) -> String {
         r.scenario.name,
         r.seed,
         r.duration_s,
-        r.stopped_early.as_ref().map(|s| format!(" · stopped early: {s}")).unwrap_or_default()
+        r.stopped_early
+            .as_ref()
+            .map(|s| format!(" · stopped early: {s}"))
+            .unwrap_or_default()
     ));
     out.push_str(&format!(
         "agents   {} configured · {} peak connected · {} at end · {} connect failures · {} disconnects\n",
@@ -97,8 +110,9 @@ pub fn terminal(r: &RunReport) -> String {
         w.sent, w.delivered, w.late, w.lost, w.duplicate
     ));
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_header(vec!["latency", "count", "min", "p50", "p90", "p99", "p99.9", "max"]);
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "latency", "count", "min", "p50", "p90", "p99", "p99.9", "max",
+    ]);
     latency_row(&mut t, "connect", &r.latency_us.connect);
     latency_row(&mut t, "wake-up (warm)", &r.latency_us.wakeup);
     latency_row(&mut t, "wake-up (cold)", &r.latency_us.wakeup_cold);
@@ -106,14 +120,20 @@ pub fn terminal(r: &RunReport) -> String {
     out.push('\n');
     if !r.processes.is_empty() {
         let mut p = Table::new();
-        p.load_preset(UTF8_BORDERS_ONLY).set_header(vec!["process", "cpu", "peak RSS", "agents"]);
+        p.load_preset(UTF8_BORDERS_ONLY)
+            .set_header(vec!["process", "cpu", "peak RSS", "agents"]);
         for s in &r.processes {
             p.add_row(vec![
                 Cell::new(&s.role),
                 Cell::new(format!("{:.2}s", s.cpu_s)).set_alignment(CellAlignment::Right),
-                Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0)).set_alignment(CellAlignment::Right),
-                Cell::new(if s.agents > 0 { s.agents.to_string() } else { String::new() })
+                Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0))
                     .set_alignment(CellAlignment::Right),
+                Cell::new(if s.agents > 0 {
+                    s.agents.to_string()
+                } else {
+                    String::new()
+                })
+                .set_alignment(CellAlignment::Right),
             ]);
         }
         out.push_str(&p.to_string());
@@ -123,8 +143,15 @@ pub fn terminal(r: &RunReport) -> String {
         out.push_str("no SLOs in this scenario\n");
     }
     for s in &r.slos {
-        let value = s.value.map(|v| v.to_string()).unwrap_or_else(|| "no value".into());
-        out.push_str(&format!("{} SLO {}  (value {value})\n", if s.passed { "PASS" } else { "FAIL" }, s.name));
+        let value = s
+            .value
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "no value".into());
+        out.push_str(&format!(
+            "{} SLO {}  (value {value})\n",
+            if s.passed { "PASS" } else { "FAIL" },
+            s.name
+        ));
     }
     out
 }
@@ -141,11 +168,28 @@ mod tests {
         r.wakeups.sent = 10;
         r.wakeups.delivered = 9;
         r.wakeups.lost = 1;
-        r.latency_us.wakeup = Summary { count: 9, min: 100, mean: 200, p50: 180, p90: 1_500, p99: 2_000_000, p999: 2_000_000, max: 2_000_000 };
-        r.slos.push(SloResult { name: "wakeups.lost == 0".into(), limit: "== 0".into(), value: Some(1.0), passed: false });
+        r.latency_us.wakeup = Summary {
+            count: 9,
+            min: 100,
+            mean: 200,
+            p50: 180,
+            p90: 1_500,
+            p99: 2_000_000,
+            p999: 2_000_000,
+            max: 2_000_000,
+        };
+        r.slos.push(SloResult {
+            name: "wakeups.lost == 0".into(),
+            limit: "== 0".into(),
+            value: Some(1.0),
+            passed: false,
+        });
         let t = terminal(&r);
         assert!(t.contains("10 sent · 9 delivered · 0 late · 1 lost"), "{t}");
-        assert!(t.contains("180µs") && t.contains("1.50ms") && t.contains("2.00s"), "{t}");
+        assert!(
+            t.contains("180µs") && t.contains("1.50ms") && t.contains("2.00s"),
+            "{t}"
+        );
         assert!(t.contains("FAIL SLO wakeups.lost == 0  (value 1)"), "{t}");
     }
 
@@ -159,10 +203,18 @@ mod tests {
         let mut h = Histo::new();
         h.record(250);
         let p = dir.path().join("h.hlog");
-        write_hlog(&p, SystemTime::now(), Duration::from_secs(5), &[("wakeup", &h), ("connect", &Histo::new())]).unwrap();
+        write_hlog(
+            &p,
+            SystemTime::now(),
+            Duration::from_secs(5),
+            &[("wakeup", &h), ("connect", &Histo::new())],
+        )
+        .unwrap();
         let text = fs::read_to_string(&p).unwrap();
         let mut n = 0;
-        for item in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes()) {
+        for item in
+            hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes())
+        {
             if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(i)) = item {
                 n += 1;
                 assert!(i.tag().is_some());

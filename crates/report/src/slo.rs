@@ -31,7 +31,11 @@ pub fn numeric_paths() -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&p, v, out);
                 }
             }
@@ -49,7 +53,11 @@ pub fn numeric_paths() -> Vec<String> {
 /// Checks that every SLO names a numeric report.json path; the error lists the valid ones.
 pub fn check_paths(slos: &[Slo]) -> Result<(), String> {
     let valid = numeric_paths();
-    let bad: Vec<&str> = slos.iter().map(|s| s.path.as_str()).filter(|p| !valid.iter().any(|v| v == p)).collect();
+    let bad: Vec<&str> = slos
+        .iter()
+        .map(|s| s.path.as_str())
+        .filter(|p| !valid.iter().any(|v| v == p))
+        .collect();
     if bad.is_empty() {
         return Ok(());
     }
@@ -70,12 +78,19 @@ mod tests {
         let mut r = RunReport::default();
         r.wakeups.lost = 2;
         r.latency_us.wakeup.p99 = 900;
-        let slos: Vec<Slo> = ["wakeups.lost == 0", "latency_us.wakeup.p99 < 1ms", "agents.nope > 1"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let slos: Vec<Slo> = [
+            "wakeups.lost == 0",
+            "latency_us.wakeup.p99 < 1ms",
+            "agents.nope > 1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let res = evaluate(&r, &slos);
-        assert_eq!(res.iter().map(|s| s.passed).collect::<Vec<_>>(), vec![false, true, false]);
+        assert_eq!(
+            res.iter().map(|s| s.passed).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
         assert_eq!(res[0].value, Some(2.0));
         assert_eq!(res[1].limit, "< 1000");
         assert_eq!(res[2].value, None);
@@ -87,6 +102,9 @@ mod tests {
         assert!(check_paths(&[ok]).is_ok());
         let bad: Slo = "wakeups.lst == 0".parse().unwrap();
         let e = check_paths(&[bad]).unwrap_err();
-        assert!(e.contains("wakeups.lst") && e.contains("wakeups.lost"), "{e}");
+        assert!(
+            e.contains("wakeups.lst") && e.contains("wakeups.lost"),
+            "{e}"
+        );
     }
 }

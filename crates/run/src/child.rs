@@ -23,7 +23,9 @@ use crate::limits;
 const BROKER_READY: Duration = Duration::from_secs(20);
 
 fn emit(msg: &FromChild) {
-    let Ok(line) = serde_json::to_string(msg) else { return };
+    let Ok(line) = serde_json::to_string(msg) else {
+        return;
+    };
     let mut out = std::io::stdout().lock();
     // The parent reading our stdout is gone if this fails; stdin EOF will end us.
     let _ = writeln!(out, "{line}");
@@ -35,7 +37,9 @@ pub fn main(role: &str) -> i32 {
     limits::raise_nofile();
     let mut first = String::new();
     if std::io::stdin().lock().read_line(&mut first).is_err() || first.trim().is_empty() {
-        eprintln!("pushsim __child {role}: expected a spec line on stdin (this is an internal command)");
+        eprintln!(
+            "pushsim __child {role}: expected a spec line on stdin (this is an internal command)"
+        );
         return 2;
     }
     let spec: Spec = match serde_json::from_str(&first) {
@@ -45,7 +49,11 @@ pub fn main(role: &str) -> i32 {
             return 2;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             emit(&FromChild::Error(format!("cannot start a runtime: {e}")));
@@ -92,7 +100,9 @@ async fn until_eof(cmds: &mut Commands) {
 async fn run_broker(listeners: u32, agents: u32) -> Result<(), String> {
     let addrs = ports::free_ports(listeners as usize).map_err(|e| e.to_string())?;
     broker::start(broker::config(&addrs, agents as usize)).map_err(|e| e.to_string())?;
-    broker::wait_ready(&addrs, BROKER_READY).await.map_err(|e| e.to_string())?;
+    broker::wait_ready(&addrs, BROKER_READY)
+        .await
+        .map_err(|e| e.to_string())?;
     emit(&FromChild::Ready(Ready::Broker { listeners: addrs }));
     let mut cmds = commands();
     while let Some(cmd) = next(&mut cmds).await {
@@ -111,8 +121,15 @@ async fn run_edge(spec: EdgeSpec) -> Result<(), String> {
     let primary = ports::listen(spec.primary, spec.reuse_port).map_err(|e| e.to_string())?;
     let fallback = ports::listen(spec.fallback, spec.reuse_port).map_err(|e| e.to_string())?;
     let local = |l: &tokio::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    let ready = Ready::Edge { primary: local(&primary)?, fallback: local(&fallback)? };
-    let edge = Edge::new(EdgeConfig::new(tls, spec.upstreams, Duration::from_millis(spec.handshake_timeout_ms)));
+    let ready = Ready::Edge {
+        primary: local(&primary)?,
+        fallback: local(&fallback)?,
+    };
+    let edge = Edge::new(EdgeConfig::new(
+        tls,
+        spec.upstreams,
+        Duration::from_millis(spec.handshake_timeout_ms),
+    ));
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(edge.clone().serve(primary, stop_rx.clone()));
     tokio::spawn(edge.clone().serve(fallback, stop_rx));
@@ -120,7 +137,10 @@ async fn run_edge(spec: EdgeSpec) -> Result<(), String> {
     let mut cmds = commands();
     while let Some(cmd) = next(&mut cmds).await {
         if matches!(cmd, ToChild::Stop) {
-            emit(&FromChild::Done(Box::new(Done { edge: Some(edge.counts()), ..Default::default() })));
+            emit(&FromChild::Done(Box::new(Done {
+                edge: Some(edge.counts()),
+                ..Default::default()
+            })));
         }
     }
     let _ = stop.send(true);
@@ -130,7 +150,9 @@ async fn run_edge(spec: EdgeSpec) -> Result<(), String> {
 async fn run_site(spec: SiteSpec) -> Result<(), String> {
     let ca = Arc::new(files::read_ca(&spec.pki).map_err(|e| e.to_string())?);
     let tls = ClientTls::new(ca.cert()).map_err(|e| e.to_string())?;
-    let configs = identity::issue(ca, tls, &spec.agents).await.map_err(|e| e.to_string())?;
+    let configs = identity::issue(ca, tls, &spec.agents)
+        .await
+        .map_err(|e| e.to_string())?;
     emit(&FromChild::Ready(Ready::Site));
     let mut cmds = commands();
     let t0_ns = loop {
@@ -155,7 +177,11 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         .agents
         .iter()
         .zip(configs)
-        .map(|(&i, tls)| AgentRun { id: agent_id(i), tls, start_ns: t0_ns + start_offset_ns(i, spec.ramp_per_sec) })
+        .map(|(&i, tls)| AgentRun {
+            id: agent_id(i),
+            tls,
+            start_ns: t0_ns + start_offset_ns(i, spec.ramp_per_sec),
+        })
         .collect();
     let site = Site::start(cfg, runs, t0_ns);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -171,7 +197,11 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
     }
     let connected = site.progress().connected;
     let snapshot = site.stop().await;
-    emit(&FromChild::Done(Box::new(Done { snapshot: Some(snapshot), connected, edge: None })));
+    emit(&FromChild::Done(Box::new(Done {
+        snapshot: Some(snapshot),
+        connected,
+        edge: None,
+    })));
     until_eof(&mut cmds).await;
     Ok(())
 }

@@ -50,8 +50,14 @@ impl Child {
             .spawn()
             .map_err(|e| env_err(&role, format!("cannot start {}: {e}", exe.display())))?;
         let pid = proc.id().unwrap_or(0);
-        let stdout = proc.stdout.take().ok_or_else(|| env_err(&role, "no stdout pipe"))?;
-        let stdin = proc.stdin.take().ok_or_else(|| env_err(&role, "no stdin pipe"))?;
+        let stdout = proc
+            .stdout
+            .take()
+            .ok_or_else(|| env_err(&role, "no stdout pipe"))?;
+        let stdin = proc
+            .stdin
+            .take()
+            .ok_or_else(|| env_err(&role, "no stdin pipe"))?;
         let reader_role = role.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
@@ -62,23 +68,42 @@ impl Child {
                             return;
                         }
                     }
-                    Err(e) => tracing::warn!(role = %reader_role, error = %e, "unreadable line from child"),
+                    Err(e) => {
+                        tracing::warn!(role = %reader_role, error = %e, "unreadable line from child")
+                    }
                 }
             }
             let _ = events.send((id, None));
         });
-        let mut child = Child { role, agents: 0, proc, stdin: Some(stdin), pid };
-        child.write(&serde_json::to_string(spec).map_err(|e| env_err(&child.role, e))?).await?;
+        let mut child = Child {
+            role,
+            agents: 0,
+            proc,
+            stdin: Some(stdin),
+            pid,
+        };
+        child
+            .write(&serde_json::to_string(spec).map_err(|e| env_err(&child.role, e))?)
+            .await?;
         Ok(child)
     }
 
     async fn write(&mut self, line: &str) -> Result<(), RunError> {
         let role = self.role.clone();
-        let stdin = self.stdin.as_mut().ok_or_else(|| env_err(&role, "stdin already closed"))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| env_err(&role, "stdin already closed"))?;
         let mut buf = line.as_bytes().to_vec();
         buf.push(b'\n');
-        stdin.write_all(&buf).await.map_err(|e| env_err(&role, format!("child is gone ({e})")))?;
-        stdin.flush().await.map_err(|e| env_err(&role, format!("child is gone ({e})")))
+        stdin
+            .write_all(&buf)
+            .await
+            .map_err(|e| env_err(&role, format!("child is gone ({e})")))?;
+        stdin
+            .flush()
+            .await
+            .map_err(|e| env_err(&role, format!("child is gone ({e})")))
     }
 
     /// Sends a command.
@@ -95,7 +120,13 @@ impl Child {
     /// CPU and peak memory now.
     pub fn stats(&self) -> ProcessStats {
         let (cpu_s, peak_rss_kb) = procstat::read(self.pid).unwrap_or((0.0, 0));
-        ProcessStats { role: self.role.clone(), pid: self.pid, cpu_s, peak_rss_kb, agents: self.agents }
+        ProcessStats {
+            role: self.role.clone(),
+            pid: self.pid,
+            cpu_s,
+            peak_rss_kb,
+            agents: self.agents,
+        }
     }
 
     /// Closes its stdin (the child stops), waits up to `bound`, then kills it.
@@ -122,7 +153,12 @@ pub async fn wait_ready(
             Some((_, Some(FromChild::Ready(r)))) => return Ok(r),
             Some((_, Some(FromChild::Error(e)))) => return Err(env_err(role, e)),
             Some((_, Some(_))) => {}
-            Some((_, None)) | None => return Err(env_err(role, "exited before it was ready (see its messages above)")),
+            Some((_, None)) | None => {
+                return Err(env_err(
+                    role,
+                    "exited before it was ready (see its messages above)",
+                ))
+            }
         }
     }
 }

@@ -68,7 +68,9 @@ pub struct Outcome {
 
 /// The default run folder: `<reports>/<scenario>-<UTC time>`.
 pub fn default_dir(reports: &Path, scenario: &str) -> PathBuf {
-    let ts = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace([':', '-'], "");
+    let ts = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
     reports.join(format!("{scenario}-{ts}"))
 }
 
@@ -78,34 +80,59 @@ fn env(what: impl std::fmt::Display) -> RunError {
 
 /// Runs `sc` (validated) from `origin` (for the report).
 pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<Outcome, RunError> {
-    pushsim_report::slo::check_paths(&sc.slo).map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
+    pushsim_report::slo::check_paths(&sc.slo)
+        .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
     let nofile = limits::raise_nofile();
-    let listeners = (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
-    let plan = plan::make(sc.agents.count, nofile, limits::ephemeral_ports(), opts.sites, listeners)
-        .map_err(|e| env(e.0))?;
-    std::fs::create_dir_all(&opts.dir).map_err(|e| env(format!("cannot create {}: {e}", opts.dir.display())))?;
+    let listeners =
+        (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
+    let plan = plan::make(
+        sc.agents.count,
+        nofile,
+        limits::ephemeral_ports(),
+        opts.sites,
+        listeners,
+    )
+    .map_err(|e| env(e.0))?;
+    std::fs::create_dir_all(&opts.dir)
+        .map_err(|e| env(format!("cannot create {}: {e}", opts.dir.display())))?;
     let scenario_file = opts.dir.join("scenario.toml");
-    std::fs::write(&scenario_file, sc.to_toml()).map_err(|e| env(format!("{}: {e}", scenario_file.display())))?;
+    std::fs::write(&scenario_file, sc.to_toml())
+        .map_err(|e| env(format!("{}: {e}", scenario_file.display())))?;
     let started_at = SystemTime::now();
 
     opts.observer.phase(Phase::Starting("certificates".into()));
     let ca = Ca::generate().map_err(env)?;
-    let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+    let ips = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
     let server = ca.issue_server(&[SERVER_NAME], &ips).map_err(env)?;
     let pki = files::write(&opts.dir.join("pki"), &ca, &server).map_err(env)?;
-    let console_tls = ClientTls::new(ca.cert()).and_then(|t| t.config(&ca.issue_client("console")?)).map_err(env)?;
+    let console_tls = ClientTls::new(ca.cert())
+        .and_then(|t| t.config(&ca.issue_client("console")?))
+        .map_err(env)?;
 
     let mut run = Running::new(&sc, plan, opts.exe.clone());
     opts.observer.phase(Phase::Starting("rumqttd".into()));
     let upstreams = run.start_broker().await?;
-    opts.observer.phase(Phase::Starting(format!("{} edge process(es)", plan.edges)));
+    opts.observer
+        .phase(Phase::Starting(format!("{} edge process(es)", plan.edges)));
     let (primary, fallback) = run.start_edges(&sc, upstreams, &pki).await?;
     opts.observer.phase(Phase::Starting("console".into()));
     let agent_ids: Arc<Vec<String>> = Arc::new((0..sc.agents.count).map(agent_id).collect());
-    let console = Console::connect(primary, SERVER_NAME, console_tls, agent_ids, Duration::from_secs(10))
-        .await
-        .map_err(env)?;
-    opts.observer.phase(Phase::Starting(format!("{} site process(es), issuing {} agent certificates", plan.sites, sc.agents.count)));
+    let console = Console::connect(
+        primary,
+        SERVER_NAME,
+        console_tls,
+        agent_ids,
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(env)?;
+    opts.observer.phase(Phase::Starting(format!(
+        "{} site process(es), issuing {} agent certificates",
+        plan.sites, sc.agents.count
+    )));
     let target = match sc.agents.port {
         PortRole::Primary => primary,
         PortRole::Fallback => fallback,
@@ -128,17 +155,26 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             console
         })
     };
-    opts.observer.phase(Phase::Running { agents: u64::from(sc.agents.count), duration_s: sc.duration.get().as_secs_f64() });
+    opts.observer.phase(Phase::Running {
+        agents: u64::from(sc.agents.count),
+        duration_s: sc.duration.get().as_secs_f64(),
+    });
     let mut interrupt = opts.interrupt.clone();
     let end = t0 + sc.duration.get().as_nanos() as u64;
     let sent = || ledger.lock().map(|l| l.len()).unwrap_or(0);
-    let mut stop = run.watch(&*opts.observer, &mut interrupt, end, t0, &sent, |_| false).await;
+    let mut stop = run
+        .watch(&*opts.observer, &mut interrupt, end, t0, &sent, |_| false)
+        .await;
     let timeline_ns = mono_ns().min(end).saturating_sub(t0);
     let _ = stop_console.send(true);
     if stop.is_none() {
         opts.observer.phase(Phase::Draining);
         let drain_end = mono_ns() + sc.wakeups.drain.get().as_nanos() as u64;
-        stop = run.watch(&*opts.observer, &mut interrupt, drain_end, t0, &sent, |p| p.wakeups_received >= sent()).await;
+        stop = run
+            .watch(&*opts.observer, &mut interrupt, drain_end, t0, &sent, |p| {
+                p.wakeups_received >= sent()
+            })
+            .await;
         if stop == Some(Stop::Done) {
             stop = None;
         }
@@ -158,7 +194,16 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         .unwrap_or_default();
     let mut processes = collected.processes;
     let (cpu_s, peak_rss_kb) = procstat::myself().unwrap_or((0.0, 0));
-    processes.insert(0, ProcessStats { role: "orchestrator+console".into(), pid: std::process::id(), cpu_s, peak_rss_kb, agents: 0 });
+    processes.insert(
+        0,
+        ProcessStats {
+            role: "orchestrator+console".into(),
+            pid: std::process::id(),
+            cpu_s,
+            peak_rss_kb,
+            agents: 0,
+        },
+    );
     let (interrupted, environment) = match stop {
         Some(Stop::Interrupted) => (true, None),
         Some(Stop::ChildDied(why)) => (false, Some(why)),
@@ -169,8 +214,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         origin,
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_s: timeline_ns as f64 / 1e9,
-        stopped_early: if interrupted { Some("interrupted (Ctrl-C)".into()) } else { environment.clone() },
-        plan: ReportPlan { sites: plan.sites, edges: plan.edges, broker_listeners: plan.broker_listeners, nofile_limit: plan.nofile },
+        stopped_early: if interrupted {
+            Some("interrupted (Ctrl-C)".into())
+        } else {
+            environment.clone()
+        },
+        plan: ReportPlan {
+            sites: plan.sites,
+            edges: plan.edges,
+            broker_listeners: plan.broker_listeners,
+            nofile_limit: plan.nofile,
+        },
         merged: &merged,
         wakeups,
         connected_end: collected.connected_end,
@@ -182,10 +236,19 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         &opts.dir.join("histograms.hlog"),
         started_at,
         Duration::from_nanos(timeline_ns),
-        &[("connect", &merged.connect), ("wakeup", &merged.wakeup), ("wakeup_cold", &merged.wakeup_cold)],
+        &[
+            ("connect", &merged.connect),
+            ("wakeup", &merged.wakeup),
+            ("wakeup_cold", &merged.wakeup_cold),
+        ],
     )
     .map_err(env)?;
-    Ok(Outcome { report, dir: opts.dir, interrupted, environment })
+    Ok(Outcome {
+        report,
+        dir: opts.dir,
+        interrupted,
+        environment,
+    })
 }
 
 fn plan_wakeups(sc: &Scenario) -> Schedule {
@@ -268,7 +331,10 @@ impl Running {
 
     async fn start_broker(&mut self) -> Result<Vec<SocketAddr>, RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let spec = Spec::Broker { listeners: self.plan.broker_listeners, agents: self.agents };
+        let spec = Spec::Broker {
+            listeners: self.plan.broker_listeners,
+            agents: self.agents,
+        };
         self.broker = Some(Child::spawn(&self.exe, "broker".into(), 0, &spec, tx).await?);
         let ready = wait_ready("broker", &mut rx, SERVICE_READY).await?;
         self.broker_rx = Some(rx);
@@ -297,10 +363,14 @@ impl Running {
                 handshake_timeout_ms: sc.service.handshake_timeout.get().as_millis() as u64,
             });
             let role = format!("edge-{i}");
-            self.edges.push(Child::spawn(&self.exe, role.clone(), i, &spec, tx.clone()).await?);
+            self.edges
+                .push(Child::spawn(&self.exe, role.clone(), i, &spec, tx.clone()).await?);
             // The first edge picks the ports; the others share them.
             match wait_ready(&role, &mut rx, SERVICE_READY).await? {
-                Ready::Edge { primary: p, fallback: f } => (primary, fallback) = (p, f),
+                Ready::Edge {
+                    primary: p,
+                    fallback: f,
+                } => (primary, fallback) = (p, f),
                 other => return Err(env(format!("{role}: unexpected readiness {other:?}"))),
             }
         }
@@ -308,7 +378,12 @@ impl Running {
         Ok((primary, fallback))
     }
 
-    async fn start_sites(&mut self, sc: &Scenario, target: SocketAddr, pki: &files::PkiPaths) -> Result<(), RunError> {
+    async fn start_sites(
+        &mut self,
+        sc: &Scenario,
+        target: SocketAddr,
+        pki: &files::PkiPaths,
+    ) -> Result<(), RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let n = self.plan.sites;
         for i in 0..n {
@@ -324,7 +399,14 @@ impl Running {
                 ramp_per_sec: sc.agents.ramp.per_sec,
                 pki: pki.clone(),
             });
-            let mut child = Child::spawn(&self.exe, format!("site-{i}"), i as usize, &spec, tx.clone()).await?;
+            let mut child = Child::spawn(
+                &self.exe,
+                format!("site-{i}"),
+                i as usize,
+                &spec,
+                tx.clone(),
+            )
+            .await?;
             child.agents = count;
             self.sites.push(child);
         }
@@ -348,9 +430,11 @@ impl Running {
         sent: &dyn Fn() -> u64,
         done: impl Fn(&SiteProgress) -> bool,
     ) -> Option<Stop> {
-        let (Some(site_rx), Some(edge_rx), Some(broker_rx)) =
-            (self.site_rx.as_mut(), self.edge_rx.as_mut(), self.broker_rx.as_mut())
-        else {
+        let (Some(site_rx), Some(edge_rx), Some(broker_rx)) = (
+            self.site_rx.as_mut(),
+            self.edge_rx.as_mut(),
+            self.broker_rx.as_mut(),
+        ) else {
             return Some(Stop::ChildDied("run started without its processes".into()));
         };
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -383,7 +467,12 @@ impl Running {
     /// Stops sites (collecting snapshots), then edges, then the broker; reads every process's
     /// CPU and memory before it exits.
     async fn stop_all(&mut self) -> Collected {
-        let mut c = Collected { snapshots: Vec::new(), processes: Vec::new(), edge: BTreeMap::new(), connected_end: 0 };
+        let mut c = Collected {
+            snapshots: Vec::new(),
+            processes: Vec::new(),
+            edge: BTreeMap::new(),
+            connected_end: 0,
+        };
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
         }

@@ -52,7 +52,9 @@ pub fn make(
         )));
     }
     let budget = nofile - RESERVE_FDS;
-    let listeners = listeners.map(u64::from).unwrap_or_else(|| pushsim_service::broker::listeners_for(agents as usize) as u64);
+    let listeners = listeners
+        .map(u64::from)
+        .unwrap_or_else(|| pushsim_service::broker::listeners_for(agents as usize) as u64);
     if a + listeners > budget {
         return Err(DoesNotFit(format!(
             "{agents} agents do not fit: rumqttd holds one socket per agent in one process, and the open-files limit is {nofile} per process (at most {} agents here); run fewer agents, or raise the hard limit (`ulimit -Hn` as root)",
@@ -80,7 +82,12 @@ pub fn make(
     };
     // Two sockets per agent in the edge, plus a margin for SO_REUSEPORT's uneven spread.
     let edges = (2 * a + 2 * a / 10).div_ceil(budget).max(1) as u32;
-    Ok(Plan { sites, edges, broker_listeners: listeners as u32, nofile })
+    Ok(Plan {
+        sites,
+        edges,
+        broker_listeners: listeners as u32,
+        nofile,
+    })
 }
 
 #[cfg(test)]
@@ -109,7 +116,10 @@ mod tests {
 
     #[test]
     fn ports_and_limits_are_checked() {
-        assert!(make(100, 512, EPH, None, None).unwrap_err().0.contains("at least 1024"));
+        assert!(make(100, 512, EPH, None, None)
+            .unwrap_err()
+            .0
+            .contains("at least 1024"));
         let e = make(19_000, 1_000_000, 10_000, None, None).unwrap_err();
         assert!(e.0.contains("ephemeral ports"), "{e}");
         assert!(make(10_000, 4_096, EPH, Some(1), None).is_err());

@@ -1,8 +1,10 @@
 //! The scenarios shipped with pushsim (the files in `scenarios/`, compiled in).
 
 /// `(name, TOML source)` of every built-in scenario.
-pub const BUILTINS: &[(&str, &str)] =
-    &[("wakeup-latency", include_str!("../../../scenarios/wakeup-latency.toml"))];
+pub const BUILTINS: &[(&str, &str)] = &[(
+    "wakeup-latency",
+    include_str!("../../../scenarios/wakeup-latency.toml"),
+)];
 
 /// The source of a built-in scenario.
 pub fn source(name: &str) -> Option<&'static str> {

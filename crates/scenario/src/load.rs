@@ -54,12 +54,20 @@ pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
         return parse(src, &format!("builtin:{name_or_path}"), name_or_path);
     }
     if path.is_file() {
-        let src = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Io { path: path.to_path_buf(), source })?;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario");
+        let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario");
         return parse(&src, &path.display().to_string(), name);
     }
-    Err(ScenarioError::Unknown { name: name_or_path.to_string(), valid: builtin::names() })
+    Err(ScenarioError::Unknown {
+        name: name_or_path.to_string(),
+        valid: builtin::names(),
+    })
 }
 
 /// Parses scenario TOML; `origin` names it in errors.
@@ -79,15 +87,22 @@ pub fn parse(src: &str, origin: &str, name: &str) -> Result<Scenario, ScenarioEr
 
 /// Validates, mapping problems to a [`ScenarioError`] naming `origin`.
 pub fn validated(sc: Scenario, origin: &str) -> Result<Scenario, ScenarioError> {
-    sc.validate()
-        .map_err(|errors| ScenarioError::Invalid { origin: origin.to_string(), errors })?;
+    sc.validate().map_err(|errors| ScenarioError::Invalid {
+        origin: origin.to_string(),
+        errors,
+    })?;
     Ok(sc)
 }
 
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 

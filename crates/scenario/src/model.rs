@@ -157,7 +157,11 @@ impl Scenario {
     /// The resolved scenario as TOML (what ran, with every default filled in).
     pub fn to_toml(&self) -> String {
         // Scalars precede tables in every struct, so serialisation cannot fail.
-        let body = toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"));
-        format!("# scenario {} as run, every default filled in\n{body}", self.name)
+        let body =
+            toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise: {e}\n"));
+        format!(
+            "# scenario {} as run, every default filled in\n{body}",
+            self.name
+        )
     }
 }

@@ -27,8 +27,14 @@ pub enum Op {
 }
 
 impl Op {
-    const ALL: [(&'static str, Op); 6] =
-        [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+    const ALL: [(&'static str, Op); 6] = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
 
     /// Whether `value op limit` holds.
     pub fn holds(self, value: f64, limit: f64) -> bool {
@@ -43,7 +49,11 @@ impl Op {
     }
 
     fn symbol(self) -> &'static str {
-        Op::ALL.iter().find(|(_, o)| *o == self).map(|(s, _)| *s).unwrap_or("?")
+        Op::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("?")
     }
 }
 
@@ -78,7 +88,11 @@ impl FromStr for Slo {
             .ok_or_else(|| bad("no comparison operator"))?;
         let path = s[..pos].trim();
         let limit = s[pos + sym.len()..].trim();
-        if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if path.is_empty()
+            || !path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(bad("the left side must be a report.json path"));
         }
         let limit = match limit.parse::<f64>() {
@@ -88,7 +102,11 @@ impl FromStr for Slo {
                 .map(|d| d.as_us() as f64)
                 .map_err(|_| bad("the right side must be a number or a duration"))?,
         };
-        Ok(Slo { path: path.to_string(), op, limit })
+        Ok(Slo {
+            path: path.to_string(),
+            op,
+            limit,
+        })
     }
 }
 
@@ -118,11 +136,17 @@ mod tests {
     #[test]
     fn parses_numbers_and_durations() {
         let s: Slo = "wakeups.lost == 0".parse().unwrap();
-        assert_eq!((s.path.as_str(), s.op, s.limit), ("wakeups.lost", Op::Eq, 0.0));
+        assert_eq!(
+            (s.path.as_str(), s.op, s.limit),
+            ("wakeups.lost", Op::Eq, 0.0)
+        );
         let s: Slo = "latency_us.wakeup.p99 <= 250ms".parse().unwrap();
         assert_eq!((s.op, s.limit), (Op::Le, 250_000.0));
         let s: Slo = "agents.connected_peak>=1000".parse().unwrap();
-        assert_eq!((s.path.as_str(), s.op, s.limit), ("agents.connected_peak", Op::Ge, 1000.0));
+        assert_eq!(
+            (s.path.as_str(), s.op, s.limit),
+            ("agents.connected_peak", Op::Ge, 1000.0)
+        );
         assert!(Op::Le.holds(1.0, 1.0) && !Op::Lt.holds(1.0, 1.0) && Op::Ne.holds(1.0, 2.0));
     }
 

@@ -35,9 +35,9 @@ impl Dur {
 impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write it like \"30s\", \"1m 30s\" or \"250ms\""))
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); write it like \"30s\", \"1m 30s\" or \"250ms\"")
+        })
     }
 }
 
@@ -135,7 +135,10 @@ mod tests {
     fn rates() {
         assert_eq!("500/s".parse::<Rate>().unwrap().per_sec, 500.0);
         assert_eq!("30/m".parse::<Rate>().unwrap().per_sec, 0.5);
-        assert_eq!(Rate::per_sec(4.0).interval(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            Rate::per_sec(4.0).interval(),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(Rate::per_sec(0.0).interval(), None);
         for bad in ["500", "x/s", "-1/s", "5/day", "NaN/s"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");

@@ -11,27 +11,39 @@ fn parse_err(src: &str) -> String {
 #[test]
 fn unknown_field_names_line_column_and_valid_fields() {
     let e = parse_err(&format!("{OK}kep_alive = \"5s\"\n"));
-    assert!(e.starts_with("bad.toml:5:1: unknown field `kep_alive`"), "{e}");
+    assert!(
+        e.starts_with("bad.toml:5:1: unknown field `kep_alive`"),
+        "{e}"
+    );
     assert!(e.contains("`keep_alive`"), "lists valid fields: {e}");
 }
 
 #[test]
 fn wrong_type_is_located() {
     let e = parse_err("description = \"d\"\nduration = \"10s\"\n[agents]\ncount = \"many\"\n");
-    assert!(e.starts_with("bad.toml:4:9: invalid type: string \"many\", expected u32"), "{e}");
+    assert!(
+        e.starts_with("bad.toml:4:9: invalid type: string \"many\", expected u32"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_duration_says_how_to_write_one() {
     let e = parse_err("description = \"d\"\nduration = \"ten seconds\"\n[agents]\ncount = 5\n");
-    assert!(e.starts_with("bad.toml:2:12: invalid duration \"ten seconds\""), "{e}");
+    assert!(
+        e.starts_with("bad.toml:2:12: invalid duration \"ten seconds\""),
+        "{e}"
+    );
     assert!(e.contains("\"30s\""), "{e}");
 }
 
 #[test]
 fn bad_slo_is_refused_at_parse() {
     let e = parse_err(&format!("slo = [\"wakeups.lost is zero\"]\n{OK}"));
-    assert!(e.starts_with("bad.toml:1:7: invalid SLO \"wakeups.lost is zero\""), "{e}");
+    assert!(
+        e.starts_with("bad.toml:1:7: invalid SLO \"wakeups.lost is zero\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -39,7 +51,10 @@ fn unknown_name_lists_builtins() {
     let e = load("no-such-scenario").unwrap_err();
     assert!(matches!(e, ScenarioError::Unknown { .. }));
     let msg = e.to_string();
-    assert!(msg.contains("\"no-such-scenario\"") && msg.contains("wakeup-latency"), "{msg}");
+    assert!(
+        msg.contains("\"no-such-scenario\"") && msg.contains("wakeup-latency"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -75,7 +75,10 @@ pub fn start(config: Config) -> Result<(), ServiceError> {
                 tracing::error!(error = %e, "rumqttd stopped");
             }
         })
-        .map_err(|source| ServiceError::Io { what: "spawning rumqttd".into(), source })?;
+        .map_err(|source| ServiceError::Io {
+            what: "spawning rumqttd".into(),
+            source,
+        })?;
     Ok(())
 }
 
@@ -96,6 +99,7 @@ pub async fn probe(addr: SocketAddr, client_id: &str, bound: Duration) -> Result
         opts.set_keep_alive(Duration::from_secs(5));
         let (client, mut ev) = rumqttc::AsyncClient::new(opts, 1);
         let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
         net.set_connection_timeout(2);
         ev.set_network_options(net);
         match tokio::time::timeout(Duration::from_secs(3), ev.poll()).await {
@@ -113,7 +117,11 @@ pub async fn probe(addr: SocketAddr, client_id: &str, bound: Duration) -> Result
         // Polling a component that offers no readiness signal; bounded by `bound`.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(ServiceError::BrokerNotReady { addr, waited_ms: start.elapsed().as_millis() as u64, why: last })
+    Err(ServiceError::BrokerNotReady {
+        addr,
+        waited_ms: start.elapsed().as_millis() as u64,
+        why: last,
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +130,10 @@ mod tests {
 
     #[test]
     fn config_is_sized_and_loopback() {
-        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:1883".parse().unwrap(), "127.0.0.1:1884".parse().unwrap()];
+        let addrs: Vec<SocketAddr> = vec![
+            "127.0.0.1:1883".parse().unwrap(),
+            "127.0.0.1:1884".parse().unwrap(),
+        ];
         let c = config(&addrs, 10_000);
         assert_eq!(c.router.max_connections, 10_000 + EXTRA_CONNECTIONS);
         let v4 = c.v4.unwrap();

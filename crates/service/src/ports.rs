@@ -13,12 +13,19 @@ use crate::ServiceError;
 pub fn free_ports(n: usize) -> Result<Vec<SocketAddr>, ServiceError> {
     let held: Vec<StdListener> = (0..n)
         .map(|_| {
-            StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .map_err(|source| ServiceError::Bind { addr: (Ipv4Addr::LOCALHOST, 0).into(), source })
+            StdListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| ServiceError::Bind {
+                addr: (Ipv4Addr::LOCALHOST, 0).into(),
+                source,
+            })
         })
         .collect::<Result<_, _>>()?;
     held.iter()
-        .map(|l| l.local_addr().map_err(|source| ServiceError::Io { what: "local address".into(), source }))
+        .map(|l| {
+            l.local_addr().map_err(|source| ServiceError::Io {
+                what: "local address".into(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -26,7 +33,8 @@ pub fn free_ports(n: usize) -> Result<Vec<SocketAddr>, ServiceError> {
 /// edge processes can share one port and the kernel spreads connections among them).
 pub fn listen(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, ServiceError> {
     let bind_err = |source| ServiceError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(bind_err)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(bind_err)?;
     socket.set_reuse_address(true).map_err(bind_err)?;
     if reuse_port {
         socket.set_reuse_port(true).map_err(bind_err)?;

@@ -9,7 +9,10 @@ use pushsim_pki::tls::{server_config, ClientTls};
 use pushsim_pki::Ca;
 use pushsim_service::edge::{Edge, EdgeConfig};
 use pushsim_service::{broker, ports};
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, NetworkOptions, Packet, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, MqttOptions, NetworkOptions, Packet, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::{watch, OnceCell};
 
 const BOUND: Duration = Duration::from_secs(20);
@@ -36,14 +39,25 @@ struct Service {
 
 async fn service(handshake_timeout: Duration) -> Service {
     let ca = Ca::generate().unwrap();
-    let server = ca.issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()]).unwrap();
-    let cfg = EdgeConfig::new(server_config(ca.cert(), &server).unwrap(), broker_listeners().await, handshake_timeout);
+    let server = ca
+        .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
+        .unwrap();
+    let cfg = EdgeConfig::new(
+        server_config(ca.cert(), &server).unwrap(),
+        broker_listeners().await,
+        handshake_timeout,
+    );
     let edge = Edge::new(cfg);
     let listener = ports::listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = watch::channel(false);
     tokio::spawn(edge.clone().serve(listener, rx));
-    Service { ca, addr, edge, _stop: stop }
+    Service {
+        ca,
+        addr,
+        edge,
+        _stop: stop,
+    }
 }
 
 /// Waits (bounded) until the edge's counters satisfy `f`: the client may see the TLS alert a
@@ -51,22 +65,34 @@ async fn service(handshake_timeout: Duration) -> Service {
 async fn counts_reach(edge: &Edge, f: impl Fn(&pushsim_service::edge::EdgeCounts) -> bool) {
     let deadline = tokio::time::Instant::now() + BOUND;
     while !f(&edge.counts()) {
-        assert!(tokio::time::Instant::now() < deadline, "edge counts never reached: {:?}", edge.counts());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "edge counts never reached: {:?}",
+            edge.counts()
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 /// Connects one MQTT client over TLS; Ok when CONNACK arrives.
-async fn connect(addr: SocketAddr, id: &str, tls: Arc<rustls::ClientConfig>) -> Result<(), ConnectionError> {
+async fn connect(
+    addr: SocketAddr,
+    id: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(), ConnectionError> {
     let mut o = MqttOptions::new(id, "localhost", addr.port());
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     o.set_keep_alive(Duration::from_secs(30));
     let (_client, mut ev) = AsyncClient::new(o, 2);
     let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
     net.set_connection_timeout(10);
     ev.set_network_options(net);
-    match tokio::time::timeout(BOUND, ev.poll()).await.expect("bounded") {
+    match tokio::time::timeout(BOUND, ev.poll())
+        .await
+        .expect("bounded")
+    {
         Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(()),
         Ok(other) => panic!("unexpected first event {other:?}"),
         Err(e) => Err(e),
@@ -78,7 +104,9 @@ async fn agent_with_run_certificate_connects() {
     let s = service(Duration::from_secs(10)).await;
     let tls = ClientTls::new(s.ca.cert()).unwrap();
     let id = s.ca.issue_client("agent-000001").unwrap();
-    connect(s.addr, "agent-000001", tls.config(&id).unwrap()).await.unwrap();
+    connect(s.addr, "agent-000001", tls.config(&id).unwrap())
+        .await
+        .unwrap();
     assert_eq!(s.edge.counts().handshakes, 1);
 }
 
@@ -127,7 +155,9 @@ async fn silent_client_does_not_delay_other_agents() {
         let id = s.ca.issue_client(&format!("agent-{i:06}")).unwrap();
         let cfg = tls.config(&id).unwrap();
         let addr = s.addr;
-        tasks.push(tokio::spawn(async move { connect(addr, &format!("silent-test-{i}"), cfg).await }));
+        tasks.push(tokio::spawn(async move {
+            connect(addr, &format!("silent-test-{i}"), cfg).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -135,7 +165,10 @@ async fn silent_client_does_not_delay_other_agents() {
     let c = s.edge.counts();
     assert_eq!(c.accepted, 51);
     assert_eq!(c.handshakes, 50);
-    assert_eq!(c.handshake_timeouts, 0, "the silent client was still waiting when all 50 got in");
+    assert_eq!(
+        c.handshake_timeouts, 0,
+        "the silent client was still waiting when all 50 got in"
+    );
     drop(silent);
 }
 
