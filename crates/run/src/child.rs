@@ -155,16 +155,14 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     emit(&FromChild::Ready(Ready::Site));
     let mut cmds = commands();
-    let t0_ns = loop {
-        match next(&mut cmds).await {
-            Some(ToChild::Start { t0_ns }) => break t0_ns,
-            Some(ToChild::Stop) => {
-                emit(&FromChild::Done(Box::default()));
-                until_eof(&mut cmds).await;
-                return Ok(());
-            }
-            None => return Ok(()),
+    let t0_ns = match next(&mut cmds).await {
+        Some(ToChild::Start { t0_ns }) => t0_ns,
+        Some(ToChild::Stop) => {
+            emit(&FromChild::Done(Box::default()));
+            until_eof(&mut cmds).await;
+            return Ok(());
         }
+        None => return Ok(()),
     };
     let cfg = SiteConfig {
         target: spec.target,

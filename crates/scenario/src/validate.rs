@@ -46,7 +46,7 @@ impl Scenario {
         if a.count == 0 || a.count > MAX_AGENTS {
             errs.push(invalid("agents.count", a.count, "must be 1 to 1000000"));
         }
-        if !(a.ramp.per_sec > 0.0) {
+        if a.ramp.per_sec <= 0.0 {
             errs.push(invalid(
                 "agents.ramp",
                 a.ramp,
@@ -112,7 +112,7 @@ impl Scenario {
             }
         }
         if let Some(r) = w.rate {
-            if !(r.per_sec > 0.0) {
+            if r.per_sec <= 0.0 {
                 errs.push(invalid(
                     "wakeups.rate",
                     r,
