@@ -38,7 +38,10 @@ struct Fixture {
 async fn until(what: &str, f: impl Fn() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < BOUND, "{what} did not happen within {BOUND:?}");
+        assert!(
+            start.elapsed() < BOUND,
+            "{what} did not happen within {BOUND:?}"
+        );
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
@@ -46,9 +49,13 @@ async fn until(what: &str, f: impl Fn() -> bool) {
 async fn fixture() -> Fixture {
     let upstreams = ports::free_ports(2).expect("free ports");
     broker::start(broker::config(&upstreams, AGENTS as usize)).expect("rumqttd");
-    broker::wait_ready(&upstreams, BOUND).await.expect("rumqttd ready");
+    broker::wait_ready(&upstreams, BOUND)
+        .await
+        .expect("rumqttd ready");
     let ca = Arc::new(Ca::generate().expect("CA"));
-    let server = ca.issue_server(&["localhost"], &["127.0.0.1".parse().expect("ip")]).expect("server cert");
+    let server = ca
+        .issue_server(&["localhost"], &["127.0.0.1".parse().expect("ip")])
+        .expect("server cert");
     let tls = server_config(ca.cert(), &server).expect("server TLS");
     let edge = Edge::new(EdgeConfig::new(tls, upstreams, Duration::from_secs(10)));
     let listener = ports::listen("127.0.0.1:0".parse().expect("addr"), false).expect("listen");
@@ -58,9 +65,19 @@ async fn fixture() -> Fixture {
 
     let client_tls = ClientTls::new(ca.cert()).expect("client TLS");
     let indices: Vec<u32> = (0..AGENTS).collect();
-    let configs = identity::issue(ca.clone(), client_tls.clone(), &indices).await.expect("identities");
+    let configs = identity::issue(ca.clone(), client_tls.clone(), &indices)
+        .await
+        .expect("identities");
     let t0 = mono_ns();
-    let runs = indices.iter().zip(configs).map(|(&i, tls)| AgentRun { id: agent_id(i), tls, start_ns: t0 }).collect();
+    let runs = indices
+        .iter()
+        .zip(configs)
+        .map(|(&i, tls)| AgentRun {
+            id: agent_id(i),
+            tls,
+            start_ns: t0,
+        })
+        .collect();
     let cfg = SiteConfig {
         target: addr,
         server_name: "localhost".into(),
@@ -69,11 +86,22 @@ async fn fixture() -> Fixture {
         reconnect_delay: Duration::from_secs(1),
     };
     let site = Site::start(cfg, runs, t0);
-    until("500 agents connected", || site.progress().connected == u64::from(AGENTS)).await;
-    let console_tls = client_tls.config(&ca.issue_client("console").expect("console cert")).expect("console TLS");
+    until("500 agents connected", || {
+        site.progress().connected == u64::from(AGENTS)
+    })
+    .await;
+    let console_tls = client_tls
+        .config(&ca.issue_client("console").expect("console cert"))
+        .expect("console TLS");
     let ids = Arc::new((0..AGENTS).map(agent_id).collect());
-    let console = Console::connect(addr, "localhost", console_tls, ids, Duration::from_secs(10)).await.expect("console");
-    Fixture { site, console, _stop: stop }
+    let console = Console::connect(addr, "localhost", console_tls, ids, Duration::from_secs(10))
+        .await
+        .expect("console");
+    Fixture {
+        site,
+        console,
+        _stop: stop,
+    }
 }
 
 fn broadcast(c: &mut Criterion) {
@@ -85,8 +113,13 @@ fn broadcast(c: &mut Criterion) {
     let (_never, stop) = watch::channel(false);
     // The first round is cold (rumqttd's first publish per topic); measure warm rounds.
     rt.block_on(async {
-        fx.console.run(&round, mono_ns(), &ledger, &rec, stop.clone()).await;
-        until("cold round delivered", || fx.site.progress().wakeups_received >= u64::from(AGENTS)).await;
+        fx.console
+            .run(&round, mono_ns(), &ledger, &rec, stop.clone())
+            .await;
+        until("cold round delivered", || {
+            fx.site.progress().wakeups_received >= u64::from(AGENTS)
+        })
+        .await;
     });
     let mut g = c.benchmark_group("spine");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
@@ -97,8 +130,13 @@ fn broadcast(c: &mut Criterion) {
                 for _ in 0..iters {
                     let target = fx.site.progress().wakeups_received + u64::from(AGENTS);
                     let start = Instant::now();
-                    fx.console.run(&round, mono_ns(), &ledger, &rec, stop.clone()).await;
-                    until("round delivered", || fx.site.progress().wakeups_received >= target).await;
+                    fx.console
+                        .run(&round, mono_ns(), &ledger, &rec, stop.clone())
+                        .await;
+                    until("round delivered", || {
+                        fx.site.progress().wakeups_received >= target
+                    })
+                    .await;
                     total += start.elapsed();
                 }
                 total
@@ -128,7 +166,9 @@ fn metrics(c: &mut Criterion) {
             r.snapshot()
         })
         .collect();
-    g.bench_function("merge_snapshots_4x10000", |b| b.iter(|| Snapshot::merged(parts.iter())));
+    g.bench_function("merge_snapshots_4x10000", |b| {
+        b.iter(|| Snapshot::merged(parts.iter()))
+    });
     g.finish();
 }
 

@@ -121,6 +121,8 @@ pub struct ProcessStats {
     pub pid: u32,
     /// User + system CPU seconds.
     pub cpu_s: f64,
+    /// Of `cpu_s`, what was spent before the timeline started (certificates, start-up).
+    pub setup_cpu_s: f64,
     /// Peak resident set (VmHWM), KiB.
     pub peak_rss_kb: u64,
     /// Agents this process held (sites), for per-agent memory.

@@ -126,6 +126,7 @@ pub fn terminal(r: &RunReport) -> String {
             p.add_row(vec![
                 Cell::new(&s.role),
                 Cell::new(format!("{:.2}s", s.cpu_s)).set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.2}s", s.setup_cpu_s)).set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0))
                     .set_alignment(CellAlignment::Right),
                 Cell::new(if s.agents > 0 {

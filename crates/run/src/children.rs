@@ -22,6 +22,8 @@ pub struct Child {
     pub role: String,
     /// Agents it holds (sites).
     pub agents: u64,
+    /// CPU seconds spent before the timeline started.
+    setup_cpu_s: f64,
     proc: tokio::process::Child,
     stdin: Option<ChildStdin>,
     pid: u32,
@@ -78,6 +80,7 @@ impl Child {
         let mut child = Child {
             role,
             agents: 0,
+            setup_cpu_s: 0.0,
             proc,
             stdin: Some(stdin),
             pid,
@@ -117,6 +120,11 @@ impl Child {
         self.pid
     }
 
+    /// Notes the CPU spent so far as set-up (call when the timeline starts).
+    pub fn mark_setup(&mut self) {
+        self.setup_cpu_s = procstat::read(self.pid).map(|(cpu, _)| cpu).unwrap_or(0.0);
+    }
+
     /// CPU and peak memory now.
     pub fn stats(&self) -> ProcessStats {
         let (cpu_s, peak_rss_kb) = procstat::read(self.pid).unwrap_or((0.0, 0));
@@ -124,6 +132,7 @@ impl Child {
             role: self.role.clone(),
             pid: self.pid,
             cpu_s,
+            setup_cpu_s: self.setup_cpu_s,
             peak_rss_kb,
             agents: self.agents,
         }

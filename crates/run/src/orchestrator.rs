@@ -140,6 +140,8 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     run.start_sites(&sc, target, &pki).await?;
 
     // The timeline.
+    run.mark_setup();
+    let setup_cpu_s = procstat::myself().map(|(cpu, _)| cpu).unwrap_or(0.0);
     let t0 = mono_ns() + 100_000_000;
     for s in &mut run.sites {
         s.send(&ToChild::Start { t0_ns: t0 }).await?;
@@ -200,6 +202,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             role: "orchestrator+console".into(),
             pid: std::process::id(),
             cpu_s,
+            setup_cpu_s,
             peak_rss_kb,
             agents: 0,
         },
@@ -418,6 +421,18 @@ impl Running {
         self.progress = vec![SiteProgress::default(); n as usize];
         self.site_rx = Some(rx);
         Ok(())
+    }
+
+    /// Notes every child's set-up CPU.
+    fn mark_setup(&mut self) {
+        for c in self
+            .broker
+            .iter_mut()
+            .chain(self.edges.iter_mut())
+            .chain(self.sites.iter_mut())
+        {
+            c.mark_setup();
+        }
     }
 
     /// Follows the children until `until_ns`, Ctrl-C, a child's death, or `done(total)` holds.
