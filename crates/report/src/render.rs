@@ -120,8 +120,13 @@ pub fn terminal(r: &RunReport) -> String {
     out.push('\n');
     if !r.processes.is_empty() {
         let mut p = Table::new();
-        p.load_preset(UTF8_BORDERS_ONLY)
-            .set_header(vec!["process", "cpu", "peak RSS", "agents"]);
+        p.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+            "process",
+            "cpu",
+            "of it set-up",
+            "peak RSS",
+            "agents",
+        ]);
         for s in &r.processes {
             p.add_row(vec![
                 Cell::new(&s.role),
@@ -185,7 +190,26 @@ mod tests {
             value: Some(1.0),
             passed: false,
         });
+        r.processes.push(crate::model::ProcessStats {
+            role: "site-0".into(),
+            cpu_s: 2.5,
+            setup_cpu_s: 0.5,
+            peak_rss_kb: 2048,
+            agents: 7,
+            ..Default::default()
+        });
         let t = terminal(&r);
+        let row = t
+            .lines()
+            .find(|l| l.contains("site-0"))
+            .expect("process row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[1..],
+            ["site-0", "2.50s", "0.50s", "2.0", "MiB", "7", "│"],
+            "{t}"
+        );
+        assert!(t.contains("of it set-up"), "{t}");
         assert!(t.contains("10 sent · 9 delivered · 0 late · 1 lost"), "{t}");
         assert!(
             t.contains("180µs") && t.contains("1.50ms") && t.contains("2.00s"),
