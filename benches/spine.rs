@@ -73,17 +73,28 @@ async fn fixture() -> Fixture {
         .iter()
         .zip(configs)
         .map(|(&i, tls)| AgentRun {
+            index: i,
             id: agent_id(i),
             tls,
             start_ns: t0,
+            group: 0,
         })
         .collect();
+    let profile = pushsim_scenario::parse(
+        "description = \"bench\"\nduration = \"1s\"\n[agents]\ncount = 1\nkeep_alive = \"60s\"\nendpoints = [\"primary\"]\n",
+        "bench",
+        "bench",
+    )
+    .expect("bench profile")
+    .agents
+    .profile();
+    // No check-ins: the benchmark measures push alone.
     let cfg = SiteConfig {
-        target: addr,
+        targets: [addr, addr],
         server_name: "localhost".into(),
-        keep_alive: Duration::from_secs(60),
-        connect_timeout: Duration::from_secs(10),
-        reconnect_delay: Duration::from_secs(1),
+        profiles: vec![profile],
+        checkin: None,
+        seed: 1,
     };
     let site = Site::start(cfg, runs, t0);
     until("500 agents connected", || {
@@ -114,7 +125,7 @@ fn broadcast(c: &mut Criterion) {
     // The first round is cold (rumqttd's first publish per topic); measure warm rounds.
     rt.block_on(async {
         fx.console
-            .run(&round, mono_ns(), &ledger, &rec, stop.clone())
+            .run(&round, mono_ns(), &ledger, &rec, None, stop.clone())
             .await;
         until("cold round delivered", || {
             fx.site.progress().wakeups_received >= u64::from(AGENTS)
@@ -131,7 +142,7 @@ fn broadcast(c: &mut Criterion) {
                     let target = fx.site.progress().wakeups_received + u64::from(AGENTS);
                     let start = Instant::now();
                     fx.console
-                        .run(&round, mono_ns(), &ledger, &rec, stop.clone())
+                        .run(&round, mono_ns(), &ledger, &rec, None, stop.clone())
                         .await;
                     until("round delivered", || {
                         fx.site.progress().wakeups_received >= target
@@ -161,7 +172,7 @@ fn metrics(c: &mut Criterion) {
             let mut r = Recorder::new(0);
             for i in 0..10_000u64 {
                 r.wakeup_received(p * 10_000 + i, 0, (i % 5_000 + 1) * 1_000, i % 7 == 0);
-                r.connected(0, (i % 900 + 1) * 10_000);
+                r.connected(0, (i % 900 + 1) * 10_000, 0, None);
             }
             r.snapshot()
         })

@@ -1,6 +1,8 @@
-//! One agent's life over rumqttc: wait for its start time, connect (TCP + TLS + CONNACK under
-//! the connect timeout), subscribe to its wake-up topic, record what arrives, and reconnect
-//! after a loss. Stops (with an MQTT DISCONNECT) when the site says so.
+//! One agent's life over rumqttc, as its [`Policy`] decides: wait for its start time, connect
+//! to the endpoint the policy names (TCP + TLS + CONNACK under the connect timeout), subscribe
+//! to its wake-up topic, record what arrives, declare the link dead when PINGRESP does not come
+//! in time, go back to the primary when the policy says so, and reconnect after a loss. Stops
+//! (with an MQTT DISCONNECT) when the site says so. Check-ins run beside it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,31 +10,45 @@ use std::time::Duration;
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::wakeup::{topic, Wakeup};
 use pushsim_metrics::Recorder;
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS, SubscribeReasonCode,
-};
-use rumqttc::{TlsConfiguration, Transport};
+use pushsim_scenario::{PortRole, Profile, Session};
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{SubscribeReasonCode, TlsConfiguration, Transport};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::site::SiteConfig;
+use crate::policy::{agent_rng, Decision, Policy};
+use crate::site::Shared;
 
 /// Everything one agent needs.
 pub struct AgentRun {
+    /// Run index.
+    pub index: u32,
     /// Agent id (client id and certificate CN).
     pub id: String,
     /// Its TLS configuration (built once).
     pub tls: Arc<rustls::ClientConfig>,
     /// When to start, ns on the run clock.
     pub start_ns: u64,
+    /// Its group (index into the site's recorders and profiles).
+    pub group: usize,
 }
 
-fn options(cfg: &SiteConfig, run: &AgentRun) -> MqttOptions {
-    let mut o = MqttOptions::new(run.id.clone(), cfg.server_name.clone(), cfg.target.port());
+fn path(role: PortRole) -> usize {
+    match role {
+        PortRole::Primary => 0,
+        PortRole::Fallback => 1,
+    }
+}
+
+fn options(shared: &Shared, run: &AgentRun, profile: &Profile, role: PortRole) -> MqttOptions {
+    let target = shared.targets[path(role)];
+    let mut o = MqttOptions::new(run.id.clone(), shared.server_name.clone(), target.port());
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         run.tls.clone(),
     )));
-    o.set_keep_alive(cfg.keep_alive);
-    o.set_clean_session(true);
+    o.set_keep_alive(profile.keep_alive.get());
+    o.set_clean_session(profile.session == Session::Clean);
     // One in flight: agents only receive; saves ~6 KB per agent.
     o.set_inflight(1);
     o.set_max_packet_size(4 * 1024, 4 * 1024);
@@ -47,55 +63,6 @@ pub async fn sleep_until_ns(at_ns: u64) {
     }
 }
 
-/// Runs one agent until `stop` turns true.
-pub async fn run(
-    cfg: Arc<SiteConfig>,
-    run: AgentRun,
-    rec: Arc<Mutex<Recorder>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    tokio::select! {
-        _ = sleep_until_ns(run.start_ns) => {}
-        _ = stopped(&mut stop) => return,
-    }
-    let topic = topic(&run.id);
-    let (client, mut ev) = AsyncClient::new(options(&cfg, &run), 4);
-    let mut net = NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
-    net.set_connection_timeout(cfg.connect_timeout.as_secs() + 2);
-    ev.set_network_options(net);
-    let mut cold = true;
-    loop {
-        let connected = tokio::select! {
-            c = connect(&cfg, &mut ev, &rec) => c,
-            _ = stopped(&mut stop) => return,
-        };
-        if connected {
-            if client
-                .try_subscribe(topic.clone(), QoS::AtLeastOnce)
-                .is_err()
-            {
-                lock(&rec).subscribe_failed();
-            }
-            tokio::select! {
-                lost = listen(&mut ev, &rec, &mut cold) => {
-                    tracing::debug!(agent = %run.id, error = %lost, "connection lost");
-                    lock(&rec).disconnected(mono_ns());
-                }
-                _ = stopped(&mut stop) => {
-                    disconnect(&client, &mut ev).await;
-                    return;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(cfg.reconnect_delay) => {}
-            _ = stopped(&mut stop) => return,
-        }
-    }
-}
-
 /// Resolves once the site says stop (or is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -106,79 +73,214 @@ fn lock(rec: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
     rec.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One connect attempt; true when CONNACK accepted the session.
-async fn connect(cfg: &SiteConfig, ev: &mut EventLoop, rec: &Mutex<Recorder>) -> bool {
-    lock(rec).connect_attempt();
-    let start = mono_ns();
-    let ok = match tokio::time::timeout(cfg.connect_timeout, ev.poll()).await {
-        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
-            ack.code == rumqttc::ConnectReturnCode::Success
-        }
-        Ok(Ok(_)) => false,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "connect failed");
-            false
-        }
-        Err(_) => false,
-    };
-    let now = mono_ns();
-    let mut r = lock(rec);
-    if ok {
-        r.connected(start, now);
-    } else {
-        r.connect_failed();
-        // A timed-out attempt may have left a half-open connection behind.
-        ev.network = None;
-    }
-    ok
+/// How a connection ended.
+enum End {
+    Lost(String),
+    PingrespTimeout,
+    PrimaryRetry,
+    Stop,
 }
 
-/// Listens until the connection fails; returns the error.
+/// Runs one agent until `stop` turns true.
+pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = sleep_until_ns(run.start_ns) => {}
+        _ = stopped(&mut stop) => return,
+    }
+    let Some(profile) = shared.profiles.get(run.group).cloned() else {
+        return;
+    };
+    let Some(rec) = shared.recorders.get(run.group).cloned() else {
+        return;
+    };
+    if let Some(c) = &shared.checkin {
+        tokio::spawn(replicate(
+            c.clone(),
+            run.index,
+            profile.replication_interval.get(),
+            shared.seed,
+            rec.clone(),
+            stop.clone(),
+        ));
+    }
+    let topic = topic(&run.id);
+    let mut policy = Policy::new(&profile, shared.seed, run.index);
+    let (client, mut ev) = AsyncClient::new(options(&shared, &run, &profile, PortRole::Primary), 4);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
+    net.set_connection_timeout(profile.connect_timeout.get().as_secs() + 2);
+    ev.set_network_options(net);
+    let mut cold = true;
+    let mut lost_ns: Option<u64> = None;
+    let mut decision = policy.decide();
+    loop {
+        let role = match decision {
+            Decision::Wait(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+                decision = policy.decide();
+                continue;
+            }
+            Decision::Connect(role) => role,
+        };
+        ev.mqtt_options = options(&shared, &run, &profile, role);
+        let start = mono_ns();
+        lock(&rec).connect_attempt();
+        let attempt = tokio::select! {
+            r = tokio::time::timeout(profile.connect_timeout.get(), ev.poll()) => r,
+            _ = stopped(&mut stop) => return,
+        };
+        let ok = matches!(&attempt, Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) if a.code == rumqttc::ConnectReturnCode::Success);
+        let now = mono_ns();
+        if !ok {
+            lock(&rec).connect_failed(now);
+            // A timed-out attempt may have left a half-open connection behind.
+            ev.clean();
+            decision = policy.connect_failed();
+            continue;
+        }
+        lock(&rec).connected(start, now, path(role), lost_ns.take());
+        policy.connected(role, Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
+        if client
+            .try_subscribe(topic.clone(), QoS::AtLeastOnce)
+            .is_err()
+        {
+            lock(&rec).subscribe_failed();
+        }
+        let retry_at = policy.primary_retry_at().map(|at| {
+            Instant::now()
+                + at.saturating_sub(Duration::from_nanos(now.saturating_sub(shared.t0_ns)))
+        });
+        let end = listen(
+            &mut ev, &rec, &shared, &run, &profile, &mut cold, retry_at, &mut stop,
+        )
+        .await;
+        let now = mono_ns();
+        let down = shared.path_down_ns().filter(|d| *d >= start && *d <= now);
+        match end {
+            End::Stop => {
+                disconnect(&client, &mut ev).await;
+                return;
+            }
+            End::PrimaryRetry => {
+                disconnect(&client, &mut ev).await;
+                let mut r = lock(&rec);
+                r.disconnected(now, path(role), false, None);
+                r.primary_retry();
+                decision = policy.retry_primary();
+            }
+            lost => {
+                if matches!(lost, End::PingrespTimeout) {
+                    lock(&rec).pingresp_timeout();
+                }
+                if let End::Lost(why) = &lost {
+                    tracing::debug!(agent = %run.id, error = %why, "connection lost");
+                }
+                ev.clean();
+                lock(&rec).disconnected(now, path(role), true, down);
+                lost_ns = Some(now);
+                decision = policy.lost(Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
+            }
+        }
+    }
+}
+
+/// Listens on an established connection until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn listen(
     ev: &mut EventLoop,
     rec: &Mutex<Recorder>,
+    shared: &Shared,
+    run: &AgentRun,
+    profile: &Profile,
     cold: &mut bool,
-) -> rumqttc::ConnectionError {
+    retry_at: Option<Instant>,
+    stop: &mut watch::Receiver<bool>,
+) -> End {
+    let pingresp_timeout = profile.pingresp_timeout.get();
+    let mut ping_deadline: Option<Instant> = None;
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     loop {
-        match ev.poll().await {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let now = mono_ns();
-                let mut r = lock(rec);
-                match Wakeup::decode(&p.payload) {
-                    Ok(w) => {
-                        r.wakeup_received(w.seq, w.intended_ns, now, *cold);
-                        *cold = false;
+        tokio::select! {
+            r = ev.poll() => match r {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let now = mono_ns();
+                    match Wakeup::decode(&p.payload) {
+                        Ok(w) => {
+                            lock(rec).wakeup_received(w.seq, w.intended_ns, now, *cold);
+                            *cold = false;
+                            if let Some(c) = &shared.checkin {
+                                // A woken agent replicates at once.
+                                let (c, rec, index) = (c.clone(), shared.recorders[run.group].clone(), run.index);
+                                tokio::spawn(async move {
+                                    let r = c.check_in(index).await;
+                                    lock(&rec).checkin(r.ok().map(|d| d.as_micros() as u64));
+                                });
+                            }
+                        }
+                        Err(_) => lock(rec).malformed(),
                     }
-                    Err(_) => r.malformed(),
                 }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    lock(rec).subscribe_failed();
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                        lock(rec).subscribe_failed();
+                    }
                 }
+                Ok(Event::Outgoing(Outgoing::PingReq)) => {
+                    ping_deadline.get_or_insert(Instant::now() + pingresp_timeout);
+                }
+                Ok(Event::Incoming(Packet::PingResp)) => ping_deadline = None,
+                Ok(_) => {}
+                Err(e) => return End::Lost(e.to_string()),
+            },
+            _ = tokio::time::sleep_until(ping_deadline.unwrap_or(far)), if ping_deadline.is_some() => {
+                return End::PingrespTimeout;
             }
-            Ok(_) => {}
-            Err(e) => return e,
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
+                return End::PrimaryRetry;
+            }
+            _ = stopped(stop) => return End::Stop,
         }
+    }
+}
+
+/// Checks in every `interval` (±10 %, the first at a random point of the first interval).
+async fn replicate(
+    c: Arc<crate::checkin::Checkin>,
+    index: u32,
+    interval: Duration,
+    seed: u64,
+    rec: Arc<Mutex<Recorder>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rng = agent_rng(seed ^ 0x5245_504c, index); // "REPL"
+    let mut wait = interval.mul_f64(rng.random_range(0.0..1.0));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let r = c.check_in(index).await;
+        lock(&rec).checkin(r.ok().map(|d| d.as_micros() as u64));
+        wait = interval.mul_f64(rng.random_range(0.9..1.1));
     }
 }
 
 /// A clean MQTT DISCONNECT, bounded.
 async fn disconnect(client: &AsyncClient, ev: &mut EventLoop) {
-    if client.try_disconnect().is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            match ev.poll().await {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
-                Ok(_) => {}
+    if client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await;
+    }
+    ev.clean();
 }

@@ -5,12 +5,18 @@
 //! # Layout
 //! - [`ids`]: agent ids (`agent-000001`) and how agents are dealt to sites.
 //! - [`identity`]: issuing each agent's client certificate and TLS configuration, once.
+//! - [`backoff`]: waits between failed connect rounds (every policy's formula).
+//! - [`policy`]: the agent's connection decisions as a pure state machine.
+//! - [`checkin`]: replication check-ins over HTTP.
 //! - [`driver`]: one agent's connect / listen / reconnect loop over rumqttc.
 //! - [`site`]: starting, observing and stopping a site's agents.
 
+pub mod backoff;
+pub mod checkin;
 pub mod driver;
 pub mod identity;
 pub mod ids;
+pub mod policy;
 pub mod site;
 
 pub use site::{Site, SiteConfig, SiteProgress};

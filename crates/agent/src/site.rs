@@ -1,31 +1,52 @@
-//! A site: many agents in one process, one recorder, one stop signal.
+//! A site: many agents in one process, one recorder per group, one stop signal.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pushsim_metrics::{Recorder, Snapshot};
+use pushsim_scenario::Profile;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::checkin::Checkin;
 use crate::driver::{self, AgentRun};
 
 /// What every agent of a site shares.
 #[derive(Debug, Clone)]
 pub struct SiteConfig {
-    /// The service endpoint the agents connect to.
-    pub target: SocketAddr,
+    /// The service endpoints: primary, fallback.
+    pub targets: [SocketAddr; 2],
     /// The name the service's certificate is checked against.
     pub server_name: String,
-    /// MQTT keep-alive.
-    pub keep_alive: Duration,
-    /// Bound of one connect attempt (TCP + TLS + CONNACK).
-    pub connect_timeout: Duration,
-    /// Wait before reconnecting.
-    pub reconnect_delay: Duration,
+    /// Settings per group (index = group).
+    pub profiles: Vec<Profile>,
+    /// The management server's check-in endpoint (none: no replication).
+    pub checkin: Option<SocketAddr>,
+    /// The run's seed.
+    pub seed: u64,
 }
 
-/// A site's live counts, for progress display.
+/// What the agents of a site share while running.
+pub struct Shared {
+    pub(crate) targets: [SocketAddr; 2],
+    pub(crate) server_name: String,
+    pub(crate) profiles: Vec<Profile>,
+    pub(crate) recorders: Vec<Arc<Mutex<Recorder>>>,
+    pub(crate) checkin: Option<Arc<Checkin>>,
+    pub(crate) seed: u64,
+    pub(crate) t0_ns: u64,
+    path_down: AtomicU64,
+}
+
+impl Shared {
+    /// When the service path last went down (ns on the run clock), if it did.
+    pub(crate) fn path_down_ns(&self) -> Option<u64> {
+        Some(self.path_down.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+}
+
+/// A site's live counts, for progress display and the run's end conditions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SiteProgress {
     /// Agents connected now.
@@ -34,44 +55,120 @@ pub struct SiteProgress {
     pub wakeups_received: u64,
     /// Connect attempts that failed.
     pub connect_failures: u64,
+    /// Agents connected now on the primary and on the fallback endpoint.
+    pub paths: [u64; 2],
+}
+
+impl SiteProgress {
+    /// Adds another site's counts.
+    pub fn add(&mut self, o: &SiteProgress) {
+        self.connected += o.connected;
+        self.wakeups_received += o.wakeups_received;
+        self.connect_failures += o.connect_failures;
+        self.paths[0] += o.paths[0];
+        self.paths[1] += o.paths[1];
+    }
+}
+
+/// One group's final measurements in one site.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct GroupResult {
+    /// What it measured.
+    pub snapshot: Snapshot,
+    /// Its agents connected at the stop.
+    pub connected: u64,
+    /// Of those, on primary and on fallback.
+    pub paths: [u64; 2],
 }
 
 /// A running site.
 pub struct Site {
-    rec: Arc<Mutex<Recorder>>,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+}
+
+fn lock(rec: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
+    rec.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Site {
     /// Starts `agents` against `cfg`, recording against run start `t0_ns`. Must be called inside
     /// a tokio runtime.
     pub fn start(cfg: SiteConfig, agents: Vec<AgentRun>, t0_ns: u64) -> Self {
-        let cfg = Arc::new(cfg);
-        let rec = Arc::new(Mutex::new(Recorder::new(t0_ns)));
+        let recorders = cfg
+            .profiles
+            .iter()
+            .map(|_| Arc::new(Mutex::new(Recorder::new(t0_ns))))
+            .collect();
+        let shared = Arc::new(Shared {
+            targets: cfg.targets,
+            server_name: cfg.server_name,
+            profiles: cfg.profiles,
+            recorders,
+            checkin: cfg.checkin.map(Checkin::new),
+            seed: cfg.seed,
+            t0_ns,
+            path_down: AtomicU64::new(0),
+        });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for a in agents {
-            tasks.spawn(driver::run(cfg.clone(), a, rec.clone(), stop_rx.clone()));
+            tasks.spawn(driver::run(shared.clone(), a, stop_rx.clone()));
         }
-        Self { rec, stop, tasks }
+        Self {
+            shared,
+            stop,
+            tasks,
+        }
     }
 
-    /// Live counts.
+    /// Live counts over every group.
     pub fn progress(&self) -> SiteProgress {
-        let r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        SiteProgress {
-            connected: r.connected_now(),
-            wakeups_received: r.wakeups_received(),
-            connect_failures: r.counters().connect_failures,
+        let mut p = SiteProgress::default();
+        for rec in &self.shared.recorders {
+            let r = lock(rec);
+            p.add(&SiteProgress {
+                connected: r.connected_now(),
+                wakeups_received: r.wakeups_received(),
+                connect_failures: r.counters().connect_failures,
+                paths: r.paths(),
+            });
+        }
+        p
+    }
+
+    /// The service path went down at `at_ns` (the service was killed or stopped): losses after
+    /// it time their detection from it, and returns are counted against this outage.
+    pub fn path_down(&self, at_ns: u64) {
+        self.shared.path_down.store(at_ns, Ordering::Relaxed);
+        for rec in &self.shared.recorders {
+            lock(rec).outage(at_ns);
         }
     }
 
-    /// Stops every agent (MQTT DISCONNECT, bounded) and returns what the site measured.
-    pub async fn stop(mut self) -> Snapshot {
+    /// Stops every agent (MQTT DISCONNECT, bounded) and returns what each group measured.
+    pub async fn stop(mut self) -> Vec<GroupResult> {
+        let at_stop: Vec<(u64, [u64; 2])> = self
+            .shared
+            .recorders
+            .iter()
+            .map(|r| {
+                let r = lock(r);
+                (r.connected_now(), r.paths())
+            })
+            .collect();
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
-        r.snapshot()
+        self.shared
+            .recorders
+            .iter()
+            .zip(at_stop)
+            .map(|(r, (connected, paths))| GroupResult {
+                snapshot: lock(r).snapshot(),
+                connected,
+                paths,
+            })
+            .collect()
     }
 }

@@ -2,10 +2,12 @@
 //! push service as an MQTT client over TLS with its own certificate.
 //!
 //! # Layout
+//! - [`checkins`]: the check-in endpoint and the wake-up → check-in accounting.
 //! - [`schedule`]: the plan of wake-ups (broadcast rounds, Poisson stream), pure and seeded.
 //! - [`publisher`]: the MQTT connection and the loop that sends the plan on time, recording every
 //!   wake-up in the ledger before it is published.
 
+pub mod checkins;
 pub mod publisher;
 pub mod schedule;
 

@@ -14,6 +14,7 @@ use rumqttc::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::checkins::Board;
 use crate::schedule::Schedule;
 
 /// Why the console could not work.
@@ -98,6 +99,7 @@ impl Console {
         t0_ns: u64,
         ledger: &Mutex<Ledger>,
         rec: &Mutex<Recorder>,
+        board: Option<&Board>,
         mut stop: watch::Receiver<bool>,
     ) -> u64 {
         let mut sent = 0;
@@ -119,6 +121,9 @@ impl Console {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .record(p.agent, intended_ns);
+            if let Some(b) = board {
+                b.sent(p.agent, intended_ns);
+            }
             let payload = Wakeup { seq, intended_ns }.encode().to_vec();
             if self
                 .client

@@ -80,10 +80,25 @@ impl Ledger {
         late_after_us: u64,
         duplicates: u64,
     ) -> WakeupCounts {
-        // 0 = not received, 1 = delivered, 2 = late
-        let mut state = vec![0u8; self.sent.len()];
+        self.classify_where(receipts, late_after_us, duplicates, |_| true)
+    }
+
+    /// The same for the wake-ups sent to agents for which `in_group` holds (one group's
+    /// receipts); receipts of other agents' wake-ups are passed over.
+    pub fn classify_where<'a>(
+        &self,
+        receipts: impl IntoIterator<Item = &'a Receipt>,
+        late_after_us: u64,
+        duplicates: u64,
+        in_group: impl Fn(u32) -> bool,
+    ) -> WakeupCounts {
+        // 0 = not received, 1 = delivered, 2 = late, 3 = another group's
+        let mut state: Vec<u8> = self
+            .sent
+            .iter()
+            .map(|s| if in_group(s.agent) { 0 } else { 3 })
+            .collect();
         let mut c = WakeupCounts {
-            sent: self.len(),
             duplicate: duplicates,
             ..Default::default()
         };
@@ -92,18 +107,20 @@ impl Ledger {
                 c.unknown += 1;
                 continue;
             };
-            if *slot != 0 {
-                c.duplicate += 1;
-                continue;
+            match *slot {
+                0 => *slot = if r.latency_us <= late_after_us { 1 } else { 2 },
+                3 => {}
+                _ => c.duplicate += 1,
             }
-            *slot = if r.latency_us <= late_after_us { 1 } else { 2 };
         }
         for s in state {
             match s {
                 1 => c.delivered += 1,
                 2 => c.late += 1,
+                3 => continue,
                 _ => c.lost += 1,
             }
+            c.sent += 1;
         }
         c
     }
@@ -154,5 +171,20 @@ mod tests {
             }
         );
         assert!(c.adds_up());
+        // agents 0..=2 only: seqs 0, 1, 2
+        let g = l.classify_where(&receipts, 5_000_000, 0, |a| a <= 2);
+        assert_eq!(
+            g,
+            WakeupCounts {
+                sent: 3,
+                delivered: 2,
+                late: 1,
+                lost: 0,
+                duplicate: 1,
+                unknown: 1
+            }
+        );
+        let h = l.classify_where(&receipts, 5_000_000, 0, |a| a > 2);
+        assert_eq!((h.sent, h.lost, h.delivered), (2, 2, 0));
     }
 }

@@ -32,6 +32,24 @@ pub struct Counters {
     pub malformed: u64,
     /// Subscriptions the broker refused.
     pub subscribe_failures: u64,
+    /// Connections left on purpose to try the primary endpoint again.
+    pub primary_retries: u64,
+    /// Connections declared dead because PINGRESP did not come in time.
+    pub pingresp_timeouts: u64,
+    /// Check-ins that failed.
+    pub checkin_failures: u64,
+}
+
+/// Reconnection after one service outage, as seen by one process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outage {
+    /// When the outage began, ns on the run clock.
+    pub at_ns: u64,
+    /// Agents connected when it began.
+    pub connected_before: u64,
+    /// Per agent that lost its connection in the outage: µs from its start to the agent's next
+    /// successful connect.
+    pub back: Histo,
 }
 
 /// Everything a process measured, mergeable with other processes' snapshots.
@@ -43,6 +61,16 @@ pub struct Snapshot {
     pub wakeup: Histo,
     /// Wake-up latency of every agent's first wake-up (cold).
     pub wakeup_cold: Histo,
+    /// From the moment the path died to the moment the agent noticed.
+    pub detect: Histo,
+    /// From a lost connection to the next successful connect.
+    pub reconnect: Histo,
+    /// Check-in round trip (agent to management server).
+    pub checkin: Histo,
+    /// From a wake-up's intended send time to the check-in that answers it (console side).
+    pub wakeup_to_checkin: Histo,
+    /// Service outages.
+    pub outages: Vec<Outage>,
     /// Per-second counters.
     pub timeline: Timeline,
     /// Counters.
@@ -58,6 +86,7 @@ pub struct Recorder {
     snap: Snapshot,
     seen: HashSet<u64>,
     connected: u64,
+    paths: [u64; 2],
 }
 
 /// What became of a received wake-up.
@@ -77,6 +106,7 @@ impl Recorder {
             snap: Snapshot::default(),
             seen: HashSet::new(),
             connected: 0,
+            paths: [0; 2],
         }
     }
 
@@ -90,23 +120,95 @@ impl Recorder {
         self.snap.counters.connect_attempts += 1;
     }
 
-    /// A connect attempt failed.
-    pub fn connect_failed(&mut self) {
+    /// A connect attempt failed at `now_ns`.
+    pub fn connect_failed(&mut self, now_ns: u64) {
         self.snap.counters.connect_failures += 1;
+        self.snap.timeline.at(self.t0_ns, now_ns).connect_failures += 1;
     }
 
-    /// A connect attempt that began at `start_ns` got its CONNACK at `now_ns`.
-    pub fn connected(&mut self, start_ns: u64, now_ns: u64) {
+    /// A connect attempt that began at `start_ns` got its CONNACK at `now_ns`, on path `path`
+    /// (0 primary, 1 fallback). `lost_ns` is when the agent's previous connection was lost, if
+    /// it was: it times the reconnect and, when the loss fell in the latest outage, the
+    /// agent's return from it.
+    pub fn connected(&mut self, start_ns: u64, now_ns: u64, path: usize, lost_ns: Option<u64>) {
         self.snap.connect.record(elapsed_us(start_ns, now_ns));
         self.snap.timeline.at(self.t0_ns, now_ns).connects += 1;
         self.connected += 1;
+        if let Some(p) = self.paths.get_mut(path) {
+            *p += 1;
+        }
+        if let Some(lost) = lost_ns {
+            self.snap.reconnect.record(elapsed_us(lost, now_ns));
+            if let Some(o) = self.snap.outages.last_mut() {
+                if lost >= o.at_ns {
+                    o.back.record(elapsed_us(o.at_ns, now_ns));
+                }
+            }
+        }
     }
 
-    /// An established connection ended at `now_ns`.
-    pub fn disconnected(&mut self, now_ns: u64) {
-        self.snap.counters.disconnects += 1;
+    /// A connection on `path` ended at `now_ns`. `lost` when it broke (not when the agent left
+    /// on purpose); `path_down_ns` when the path was known dead since then (times detection).
+    pub fn disconnected(
+        &mut self,
+        now_ns: u64,
+        path: usize,
+        lost: bool,
+        path_down_ns: Option<u64>,
+    ) {
+        if lost {
+            self.snap.counters.disconnects += 1;
+        }
         self.snap.timeline.at(self.t0_ns, now_ns).disconnects += 1;
         self.connected = self.connected.saturating_sub(1);
+        if let Some(p) = self.paths.get_mut(path) {
+            *p = p.saturating_sub(1);
+        }
+        if let Some(down) = path_down_ns {
+            self.snap.detect.record(elapsed_us(down, now_ns));
+        }
+    }
+
+    /// An outage began at `at_ns` (the service was killed or stopped).
+    pub fn outage(&mut self, at_ns: u64) {
+        self.snap.outages.push(Outage {
+            at_ns,
+            connected_before: self.connected,
+            back: Histo::new(),
+        });
+    }
+
+    /// When the latest outage began, if one did.
+    pub fn last_outage_ns(&self) -> Option<u64> {
+        self.snap.outages.last().map(|o| o.at_ns)
+    }
+
+    /// An agent left its fallback connection to retry the primary.
+    pub fn primary_retry(&mut self) {
+        self.snap.counters.primary_retries += 1;
+    }
+
+    /// An agent declared its connection dead: no PINGRESP in time.
+    pub fn pingresp_timeout(&mut self) {
+        self.snap.counters.pingresp_timeouts += 1;
+    }
+
+    /// A check-in that took `rtt_us`, or failed.
+    pub fn checkin(&mut self, rtt_us: Option<u64>) {
+        match rtt_us {
+            Some(us) => self.snap.checkin.record(us),
+            None => self.snap.counters.checkin_failures += 1,
+        }
+    }
+
+    /// The console saw the check-in that answers a wake-up `us` after its intended send time.
+    pub fn wakeup_answered(&mut self, us: u64) {
+        self.snap.wakeup_to_checkin.record(us);
+    }
+
+    /// Agents connected now per path (primary, fallback).
+    pub fn paths(&self) -> [u64; 2] {
+        self.paths
     }
 
     /// The console published a wake-up at `now_ns`.
@@ -200,15 +302,41 @@ mod tests {
     fn connects_and_disconnects() {
         let mut r = Recorder::new(0);
         r.connect_attempt();
-        r.connected(0, 1_500_000);
+        r.connected(0, 1_500_000, 0, None);
         r.connect_attempt();
-        r.connect_failed();
-        r.disconnected(1_500_000_000);
+        r.connect_failed(1_000);
+        r.disconnected(1_500_000_000, 0, true, Some(1_000_000_000));
         assert_eq!(r.connected_now(), 0);
         let s = r.snapshot();
         assert_eq!(s.counters.connect_attempts, 2);
         assert_eq!(s.counters.connect_failures, 1);
         assert_eq!(s.connect.summary().p50, 1_500);
         assert_eq!(s.timeline.connected(), vec![1, 0]);
+        assert!(
+            s.detect.summary().max.abs_diff(500_000) <= 500,
+            "3 significant digits"
+        );
+        assert_eq!(s.timeline.buckets[0].connect_failures, 1);
+    }
+
+    #[test]
+    fn outage_return_and_reconnect() {
+        let mut r = Recorder::new(0);
+        r.connected(0, 1_000, 1, None);
+        r.connected(0, 1_000, 0, None);
+        assert_eq!(r.paths(), [1, 1]);
+        r.outage(10_000_000_000);
+        assert_eq!(r.snapshot().outages[0].connected_before, 2);
+        r.disconnected(10_000_000_000, 0, true, Some(10_000_000_000));
+        r.disconnected(10_000_000_000, 1, true, Some(10_000_000_000));
+        assert_eq!(r.paths(), [0, 0]);
+        r.connected(12_000_000_000, 12_000_002_000, 0, Some(10_000_000_000));
+        // lost before the outage: counts as a reconnect, not as a return from it
+        r.connected(5_000_000_000, 5_000_002_000, 0, Some(4_000_000_000));
+        let s = r.snapshot();
+        assert_eq!(s.outages[0].back.len(), 1);
+        assert!(s.outages[0].back.summary().max.abs_diff(2_000_002) <= 2_000);
+        assert_eq!(s.reconnect.len(), 2);
+        assert_eq!(r.connected_now(), 2);
     }
 }

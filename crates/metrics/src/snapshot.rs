@@ -11,6 +11,9 @@ impl Counters {
         self.duplicates += o.duplicates;
         self.malformed += o.malformed;
         self.subscribe_failures += o.subscribe_failures;
+        self.primary_retries += o.primary_retries;
+        self.pingresp_timeouts += o.pingresp_timeouts;
+        self.checkin_failures += o.checkin_failures;
     }
 }
 
@@ -20,6 +23,20 @@ impl Snapshot {
         self.connect.add(&other.connect);
         self.wakeup.add(&other.wakeup);
         self.wakeup_cold.add(&other.wakeup_cold);
+        self.detect.add(&other.detect);
+        self.reconnect.add(&other.reconnect);
+        self.checkin.add(&other.checkin);
+        self.wakeup_to_checkin.add(&other.wakeup_to_checkin);
+        // Outages are the same events in every process: add them index by index.
+        for (i, o) in other.outages.iter().enumerate() {
+            match self.outages.get_mut(i) {
+                Some(mine) => {
+                    mine.connected_before += o.connected_before;
+                    mine.back.add(&o.back);
+                }
+                None => self.outages.push(o.clone()),
+            }
+        }
         self.timeline.add(&other.timeline);
         self.counters.add(&other.counters);
         self.receipts.extend_from_slice(&other.receipts);
@@ -66,7 +83,7 @@ mod tests {
     #[test]
     fn snapshot_survives_json() {
         let mut a = Recorder::new(0);
-        a.connected(0, 2_000_000);
+        a.connected(0, 2_000_000, 0, None);
         a.wakeup_received(3, 0, 5_000_000, true);
         let json = serde_json::to_string(&a.snapshot()).unwrap();
         let back: Snapshot = serde_json::from_str(&json).unwrap();

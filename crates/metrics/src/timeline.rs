@@ -9,6 +9,8 @@ pub struct Bucket {
     pub connects: u64,
     /// Connections lost or closed.
     pub disconnects: u64,
+    /// Connect attempts that failed.
+    pub connect_failures: u64,
     /// Wake-ups published by the console.
     pub wakeups_sent: u64,
     /// Wake-ups received for the first time.
@@ -19,6 +21,7 @@ impl Bucket {
     fn add(&mut self, o: &Bucket) {
         self.connects += o.connects;
         self.disconnects += o.disconnects;
+        self.connect_failures += o.connect_failures;
         self.wakeups_sent += o.wakeups_sent;
         self.wakeups_delivered += o.wakeups_delivered;
     }

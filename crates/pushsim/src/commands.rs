@@ -41,7 +41,7 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
         args.scenario.clone()
     };
     if let Some(n) = args.agents {
-        sc.agents.count = n;
+        sc.set_agent_count(n);
     }
     if let Some(s) = args.seed {
         sc.seed = s;

@@ -33,6 +33,12 @@ pub struct RunReport {
     pub wakeups: WakeupCounts,
     /// Latency percentiles in µs.
     pub latency_us: Latencies,
+    /// Agents connected at the end, by endpoint.
+    pub paths: Paths,
+    /// Per group (`all` when the scenario has no groups): the same figures as above.
+    pub groups: BTreeMap<String, GroupReport>,
+    /// Reconnection after each service outage.
+    pub recovery: Vec<Recovery>,
     /// SLO verdicts.
     pub slos: Vec<SloResult>,
     /// CPU and memory per process.
@@ -86,6 +92,62 @@ pub struct AgentCounts {
     pub subscribe_failures: u64,
     /// Messages on wake-up topics that were not wake-ups.
     pub malformed_messages: u64,
+    /// Connections left on purpose to retry the primary endpoint.
+    pub primary_retries: u64,
+    /// Connections declared dead because PINGRESP did not come in time.
+    pub pingresp_timeouts: u64,
+    /// Check-ins that failed.
+    pub checkin_failures: u64,
+}
+
+/// Agents connected at the end, by endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paths {
+    /// On the primary endpoint (the 8883 role).
+    pub primary: u64,
+    /// On the fallback endpoint (the 443 role).
+    pub fallback: u64,
+}
+
+/// One group's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Agent counts.
+    pub agents: AgentCounts,
+    /// Wake-up accounting for the group's agents.
+    pub wakeups: WakeupCounts,
+    /// Latency percentiles in µs.
+    pub latency_us: Latencies,
+    /// Agents connected at the end, by endpoint.
+    pub paths: Paths,
+}
+
+/// Reconnection after one service outage. Times are seconds from the outage's start; a
+/// `reconnected_*` is absent when that share of agents never came back before the run ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// What happened (`service.kill`, `service.stop`, `service.restart`).
+    pub action: String,
+    /// When the outage began, seconds since the run start.
+    pub at_s: f64,
+    /// How long the service was down (absent if it never came back).
+    pub down_s: Option<f64>,
+    /// Agents connected when it began.
+    pub connected_before: u64,
+    /// Agents (of those) back by the end of the run.
+    pub reconnected: u64,
+    /// 50 % of them back.
+    pub reconnected_50_s: Option<f64>,
+    /// 90 % back.
+    pub reconnected_90_s: Option<f64>,
+    /// 99 % back.
+    pub reconnected_99_s: Option<f64>,
+    /// All back.
+    pub reconnected_100_s: Option<f64>,
+    /// Most connects in one second until the next outage or the end.
+    pub peak_connects_per_s: u64,
+    /// Failed connect attempts until the next outage or the end.
+    pub failed_attempts: u64,
 }
 
 /// Latency summaries, µs.
@@ -97,6 +159,14 @@ pub struct Latencies {
     pub wakeup: Summary,
     /// Cold wake-ups: each agent's first.
     pub wakeup_cold: Summary,
+    /// From the moment the path died to the moment the agent noticed.
+    pub detect: Summary,
+    /// From a lost connection to the next successful connect.
+    pub reconnect: Summary,
+    /// Check-in round trip.
+    pub checkin: Summary,
+    /// From a wake-up's intended send time to the check-in that answered it.
+    pub wakeup_to_checkin: Summary,
 }
 
 /// One SLO verdict.
@@ -140,6 +210,8 @@ pub struct TimelinePoint {
     pub connects: u64,
     /// Disconnects during it.
     pub disconnects: u64,
+    /// Failed connect attempts during it.
+    pub connect_failures: u64,
     /// Wake-ups sent during it.
     pub wakeups_sent: u64,
     /// Wake-ups received (first receipt) during it.

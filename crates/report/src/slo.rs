@@ -25,8 +25,8 @@ pub fn evaluate(report: &RunReport, slos: &[Slo]) -> Vec<SloResult> {
         .collect()
 }
 
-/// Every numeric path of report.json an SLO may name.
-pub fn numeric_paths() -> Vec<String> {
+/// Every numeric path of report.json an SLO may name, for a scenario with `groups`.
+pub fn numeric_paths(groups: &[String]) -> Vec<String> {
     fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
@@ -44,15 +44,19 @@ pub fn numeric_paths() -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    let v = serde_json::to_value(RunReport::default()).unwrap_or(Value::Null);
+    let mut skeleton = RunReport::default();
+    for g in groups {
+        skeleton.groups.insert(g.clone(), Default::default());
+    }
+    let v = serde_json::to_value(skeleton).unwrap_or(Value::Null);
     walk("", &v, &mut out);
     out.retain(|p| !matches!(p.as_str(), "schema_version" | "seed"));
     out
 }
 
 /// Checks that every SLO names a numeric report.json path; the error lists the valid ones.
-pub fn check_paths(slos: &[Slo]) -> Result<(), String> {
-    let valid = numeric_paths();
+pub fn check_paths(slos: &[Slo], groups: &[String]) -> Result<(), String> {
+    let valid = numeric_paths(groups);
     let bad: Vec<&str> = slos
         .iter()
         .map(|s| s.path.as_str())
@@ -99,9 +103,12 @@ mod tests {
     #[test]
     fn path_check_names_the_bad_path_and_valid_ones() {
         let ok: Slo = "latency_us.wakeup_cold.p999 < 5s".parse().unwrap();
-        assert!(check_paths(&[ok]).is_ok());
+        assert!(check_paths(&[ok], &[]).is_ok());
+        let grouped: Slo = "groups.ka-15s.wakeups.lost == 0".parse().unwrap();
+        assert!(check_paths(std::slice::from_ref(&grouped), &["ka-15s".into()]).is_ok());
+        assert!(check_paths(&[grouped], &["other".into()]).is_err());
         let bad: Slo = "wakeups.lst == 0".parse().unwrap();
-        let e = check_paths(&[bad]).unwrap_err();
+        let e = check_paths(&[bad], &[]).unwrap_err();
         assert!(
             e.contains("wakeups.lst") && e.contains("wakeups.lost"),
             "{e}"

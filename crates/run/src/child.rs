@@ -143,21 +143,28 @@ async fn run_edge(spec: EdgeSpec) -> Result<(), String> {
             })));
         }
     }
+    // Stop accepting; let open pipes finish (their TLS sides close with close_notify when
+    // rumqttd has gone), bounded.
     let _ = stop.send(true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while edge.counts().active > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 
 async fn run_site(spec: SiteSpec) -> Result<(), String> {
     let ca = Arc::new(files::read_ca(&spec.pki).map_err(|e| e.to_string())?);
     let tls = ClientTls::new(ca.cert()).map_err(|e| e.to_string())?;
-    let configs = identity::issue(ca, tls, &spec.agents)
+    let indices: Vec<u32> = spec.agents.iter().map(|(i, _)| *i).collect();
+    let configs = identity::issue(ca, tls, &indices)
         .await
         .map_err(|e| e.to_string())?;
     emit(&FromChild::Ready(Ready::Site));
     let mut cmds = commands();
     let t0_ns = match next(&mut cmds).await {
         Some(ToChild::Start { t0_ns }) => t0_ns,
-        Some(ToChild::Stop) => {
+        Some(_) => {
             emit(&FromChild::Done(Box::default()));
             until_eof(&mut cmds).await;
             return Ok(());
@@ -165,20 +172,22 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         None => return Ok(()),
     };
     let cfg = SiteConfig {
-        target: spec.target,
+        targets: spec.targets,
         server_name: spec.server_name.clone(),
-        keep_alive: Duration::from_millis(spec.keep_alive_ms),
-        connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
-        reconnect_delay: Duration::from_millis(spec.reconnect_delay_ms),
+        profiles: spec.profiles.clone(),
+        checkin: spec.checkin,
+        seed: spec.seed,
     };
     let runs = spec
         .agents
         .iter()
         .zip(configs)
-        .map(|(&i, tls)| AgentRun {
-            id: agent_id(i),
+        .map(|(&(index, group), tls)| AgentRun {
+            index,
+            id: agent_id(index),
             tls,
-            start_ns: t0_ns + start_offset_ns(i, spec.ramp_per_sec),
+            start_ns: t0_ns + start_offset_ns(index, spec.ramp_per_sec),
+            group: usize::from(group),
         })
         .collect();
     let site = Site::start(cfg, runs, t0_ns);
@@ -187,19 +196,15 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         tokio::select! {
             cmd = next(&mut cmds) => match cmd {
                 Some(ToChild::Stop) => break,
+                Some(ToChild::PathDown { at_ns }) => site.path_down(at_ns),
                 Some(ToChild::Start { .. }) => {}
                 None => return Ok(()),
             },
             _ = tick.tick() => emit(&FromChild::Progress(site.progress())),
         }
     }
-    let connected = site.progress().connected;
-    let snapshot = site.stop().await;
-    emit(&FromChild::Done(Box::new(Done {
-        snapshot: Some(snapshot),
-        connected,
-        edge: None,
-    })));
+    let groups = site.stop().await;
+    emit(&FromChild::Done(Box::new(Done { groups, edge: None })));
     until_eof(&mut cmds).await;
     Ok(())
 }

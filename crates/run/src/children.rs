@@ -138,6 +138,11 @@ impl Child {
         }
     }
 
+    /// SIGKILL, and reaps it.
+    pub async fn kill(mut self) {
+        let _ = self.proc.kill().await;
+    }
+
     /// Closes its stdin (the child stops), waits up to `bound`, then kills it.
     pub async fn finish(mut self, bound: Duration) {
         self.stdin = None;

@@ -5,9 +5,10 @@
 
 use std::net::SocketAddr;
 
+use pushsim_agent::site::GroupResult;
 use pushsim_agent::SiteProgress;
-use pushsim_metrics::Snapshot;
 use pushsim_pki::files::PkiPaths;
+use pushsim_scenario::Profile;
 use pushsim_service::edge::EdgeCounts;
 use serde::{Deserialize, Serialize};
 
@@ -48,18 +49,18 @@ pub struct EdgeSpec {
 /// A site process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SiteSpec {
-    /// Run indices of its agents.
-    pub agents: Vec<u32>,
-    /// The endpoint they connect to.
-    pub target: SocketAddr,
+    /// Run index and group index of each of its agents.
+    pub agents: Vec<(u32, u16)>,
+    /// The service endpoints: primary, fallback.
+    pub targets: [SocketAddr; 2],
     /// The name the service certificate is checked against.
     pub server_name: String,
-    /// Keep-alive, ms.
-    pub keep_alive_ms: u64,
-    /// Connect attempt bound, ms.
-    pub connect_timeout_ms: u64,
-    /// Reconnect delay, ms.
-    pub reconnect_delay_ms: u64,
+    /// Settings per group.
+    pub profiles: Vec<Profile>,
+    /// The check-in endpoint.
+    pub checkin: Option<SocketAddr>,
+    /// The run's seed.
+    pub seed: u64,
     /// Agents started per second over the whole run.
     pub ramp_per_sec: f64,
     /// The run's PKI files.
@@ -74,6 +75,11 @@ pub enum ToChild {
     Start {
         /// Run start on the run clock.
         t0_ns: u64,
+    },
+    /// Sites: the service path went down at `at_ns` (an outage began).
+    PathDown {
+        /// When, on the run clock.
+        at_ns: u64,
     },
     /// Stop and send [`FromChild::Done`].
     Stop,
@@ -117,10 +123,8 @@ pub enum Ready {
 /// Final measurements.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Done {
-    /// A site's snapshot.
-    pub snapshot: Option<Snapshot>,
-    /// A site's agents connected at the stop.
-    pub connected: u64,
+    /// A site's measurements, per group (index = group).
+    pub groups: Vec<GroupResult>,
     /// An edge's counters.
     pub edge: Option<EdgeCounts>,
 }

@@ -1,11 +1,12 @@
 //! One run, from a validated scenario to a written report.
 //!
 //! Order: plan the processes, write the run folder and its PKI, start rumqttd, the edges, the
-//! console and the sites (each reports ready before the next step), fix the run start `t0`, let
-//! the timeline run (agents ramp, console publishes its schedule), drain wake-ups in flight, stop
-//! every process collecting its measurements, merge, classify every wake-up exactly once, and
-//! write report.json and the histograms. Ctrl-C, or a child that dies, ends the timeline early;
-//! the report is still written and says why.
+//! check-in endpoint, the console and the sites (each reports ready before the next step), fix
+//! the run start `t0`, let the timeline run (agents ramp, the console publishes its schedule,
+//! service events fire), drain wake-ups in flight, stop every process collecting its
+//! measurements, merge, classify every wake-up exactly once, and write report.json and the
+//! histograms. Ctrl-C, a child that dies, or a service that does not come back ends the
+//! timeline early; the report is still written and says why.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,28 +16,27 @@ use std::time::{Duration, SystemTime};
 
 use pushsim_agent::ids::{agent_id, site_agents};
 use pushsim_agent::SiteProgress;
+use pushsim_console::checkins::{self, Board};
 use pushsim_console::schedule::Stream;
 use pushsim_console::{Console, Schedule};
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::{Ledger, Recorder, Snapshot};
 use pushsim_pki::tls::ClientTls;
 use pushsim_pki::{files, Ca};
-use pushsim_report::build::Inputs;
+use pushsim_report::build::{GroupInput, Inputs, OutageEvent};
 use pushsim_report::model::Plan as ReportPlan;
 use pushsim_report::{render, ProcessStats, RunReport};
-use pushsim_scenario::{PortRole, Scenario};
+use pushsim_scenario::{Scenario, ServiceAction};
 use tokio::sync::{mpsc, watch};
 
 use crate::children::{wait_ready, Child, Event};
 use crate::ipc::{EdgeSpec, FromChild, Ready, SiteSpec, Spec, ToChild};
 use crate::observer::{Observer, Phase, Status};
-use crate::plan::{self, Plan};
+use crate::plan::{self, deal_groups, Plan};
 use crate::{limits, procstat, RunError};
 
 /// The name agents and console check the service certificate against.
 const SERVER_NAME: &str = "localhost";
-/// Bound for a service process to become ready.
-const SERVICE_READY: Duration = Duration::from_secs(30);
 /// Bound for collecting a child's final measurements.
 const COLLECT: Duration = Duration::from_secs(30);
 
@@ -62,7 +62,8 @@ pub struct Outcome {
     pub dir: PathBuf,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
-    /// Stopped by the environment (a process died); the message says which and why.
+    /// Stopped by the environment (a process died, the service did not come back); the
+    /// message says which and why.
     pub environment: Option<String>,
 }
 
@@ -78,15 +79,22 @@ fn env(what: impl std::fmt::Display) -> RunError {
     RunError::Environment(what.to_string())
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs `sc` (validated) from `origin` (for the report).
 pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<Outcome, RunError> {
-    pushsim_report::slo::check_paths(&sc.slo)
+    let groups = sc.resolved_groups();
+    let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+    pushsim_report::slo::check_paths(&sc.slo, &group_names)
         .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
+    let agents = sc.agent_count();
     let nofile = limits::raise_nofile();
     let listeners =
         (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
     let plan = plan::make(
-        sc.agents.count,
+        agents,
         nofile,
         limits::ephemeral_ports(),
         opts.sites,
@@ -112,14 +120,31 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         .and_then(|t| t.config(&ca.issue_client("console")?))
         .map_err(env)?;
 
-    let mut run = Running::new(&sc, plan, opts.exe.clone());
-    opts.observer.phase(Phase::Starting("rumqttd".into()));
-    let upstreams = run.start_broker().await?;
+    let mut run = Running::new(&sc, plan, opts.exe.clone(), pki.clone());
     opts.observer
-        .phase(Phase::Starting(format!("{} edge process(es)", plan.edges)));
-    let (primary, fallback) = run.start_edges(&sc, upstreams, &pki).await?;
+        .phase(Phase::Starting("the service (rumqttd and TLS edge)".into()));
+    let (primary, fallback) = run.start_service().await?;
+
+    // The management server: check-ins and the console's MQTT connection.
+    let group_of = Arc::new(deal_groups(
+        &groups.iter().map(|g| g.count).collect::<Vec<_>>(),
+    ));
+    let answers: Vec<Arc<Mutex<Recorder>>> = groups
+        .iter()
+        .map(|_| Arc::new(Mutex::new(Recorder::new(0))))
+        .collect();
+    let board = Board::new(group_of.clone(), answers.clone());
+    let (checkin_listener, checkin_addr) = checkins::bind()
+        .await
+        .map_err(|e| env(format!("check-in endpoint: {e}")))?;
+    let (stop_checkins, checkins_rx) = watch::channel(false);
+    let checkin_task = tokio::spawn(checkins::serve(
+        checkin_listener,
+        board.clone(),
+        checkins_rx,
+    ));
     opts.observer.phase(Phase::Starting("console".into()));
-    let agent_ids: Arc<Vec<String>> = Arc::new((0..sc.agents.count).map(agent_id).collect());
+    let agent_ids: Arc<Vec<String>> = Arc::new((0..agents).map(agent_id).collect());
     let console = Console::connect(
         primary,
         SERVER_NAME,
@@ -129,15 +154,20 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     )
     .await
     .map_err(env)?;
+
     opts.observer.phase(Phase::Starting(format!(
-        "{} site process(es), issuing {} agent certificates",
-        plan.sites, sc.agents.count
+        "{} site process(es), issuing {agents} agent certificates",
+        plan.sites
     )));
-    let target = match sc.agents.port {
-        PortRole::Primary => primary,
-        PortRole::Fallback => fallback,
+    let targets = if sc.service.reachable {
+        [primary, fallback]
+    } else {
+        // Nothing listens there: every connect is refused, as on a blocked path.
+        let closed = pushsim_service::ports::free_ports(2).map_err(env)?;
+        [closed[0], closed[1]]
     };
-    run.start_sites(&sc, target, &pki).await?;
+    run.start_sites(&sc, &groups, &group_of, targets, checkin_addr)
+        .await?;
 
     // The timeline.
     run.mark_setup();
@@ -148,28 +178,52 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     }
     let ledger = Arc::new(Mutex::new(Ledger::new()));
     let console_rec = Arc::new(Mutex::new(Recorder::new(t0)));
+    for a in &answers {
+        lock(a).set_t0(t0);
+    }
     let schedule = plan_wakeups(&sc);
     let (stop_console, stop_rx) = watch::channel(false);
     let console_task = {
-        let (ledger, rec) = (ledger.clone(), console_rec.clone());
+        let (ledger, rec, board) = (ledger.clone(), console_rec.clone(), board.clone());
         tokio::spawn(async move {
-            console.run(&schedule, t0, &ledger, &rec, stop_rx).await;
+            console
+                .run(&schedule, t0, &ledger, &rec, Some(&board), stop_rx)
+                .await;
             console
         })
     };
     opts.observer.phase(Phase::Running {
-        agents: u64::from(sc.agents.count),
+        agents: u64::from(agents),
         duration_s: sc.duration.get().as_secs_f64(),
     });
     let mut interrupt = opts.interrupt.clone();
     let end = t0 + sc.duration.get().as_nanos() as u64;
-    let sent = || ledger.lock().map(|l| l.len()).unwrap_or(0);
-    let mut stop = run
-        .watch(&*opts.observer, &mut interrupt, end, t0, &sent, |_| false)
-        .await;
+    let sent = || lock(&ledger).len();
+    let mut outages: Vec<OutageEvent> = Vec::new();
+    let mut stop = None;
+    for at in &sc.timeline {
+        let at_ns = t0 + at.time.get().as_nanos() as u64;
+        stop = run
+            .watch(&*opts.observer, &mut interrupt, at_ns, t0, &sent, |_| false)
+            .await;
+        if stop.is_some() {
+            break;
+        }
+        stop = run
+            .service_event(at, t0, &mut outages, &*opts.observer, &mut interrupt, &sent)
+            .await;
+        if stop.is_some() {
+            break;
+        }
+    }
+    if stop.is_none() {
+        stop = run
+            .watch(&*opts.observer, &mut interrupt, end, t0, &sent, |_| false)
+            .await;
+    }
     let timeline_ns = mono_ns().min(end).saturating_sub(t0);
     let _ = stop_console.send(true);
-    if stop.is_none() {
+    if stop.is_none() && run.service_up {
         opts.observer.phase(Phase::Draining);
         let drain_end = mono_ns() + sc.wakeups.drain.get().as_nanos() as u64;
         stop = run
@@ -177,23 +231,49 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
                 p.wakeups_received >= sent()
             })
             .await;
-        if stop == Some(Stop::Done) {
-            stop = None;
-        }
+    }
+    if stop == Some(Stop::Done) {
+        stop = None;
     }
     opts.observer.phase(Phase::Stopping);
     if let Ok(console) = console_task.await {
         console.close().await;
     }
-    let collected = run.stop_all().await;
+    let collected = run.stop_all(groups.len()).await;
+    let _ = stop_checkins.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), checkin_task).await;
 
-    let mut merged = Snapshot::merged(collected.snapshots.iter());
-    merged.merge(&console_rec.lock().map(|r| r.snapshot()).unwrap_or_default());
+    // Accounting, per group.
     let late_after = sc.wakeups.late_after.as_us();
-    let wakeups = ledger
-        .lock()
-        .map(|l| l.classify(&merged.receipts, late_after, merged.counters.duplicates))
-        .unwrap_or_default();
+    let group_inputs: Vec<GroupInput> = {
+        let l = lock(&ledger);
+        groups
+            .iter()
+            .enumerate()
+            .map(|(g, rg)| {
+                let mut merged = Snapshot::merged(collected.groups[g].snapshots.iter());
+                merged.merge(&lock(&answers[g]).snapshot());
+                let wakeups = l.classify_where(
+                    &merged.receipts,
+                    late_after,
+                    merged.counters.duplicates,
+                    |a| {
+                        group_of
+                            .get(a as usize)
+                            .is_some_and(|&x| usize::from(x) == g)
+                    },
+                );
+                GroupInput {
+                    name: rg.name.clone(),
+                    configured: u64::from(rg.count),
+                    merged,
+                    wakeups,
+                    connected_end: collected.groups[g].connected,
+                    paths: collected.groups[g].paths,
+                }
+            })
+            .collect()
+    };
     let mut processes = collected.processes;
     let (cpu_s, peak_rss_kb) = procstat::myself().unwrap_or((0.0, 0));
     processes.insert(
@@ -209,9 +289,10 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     );
     let (interrupted, environment) = match stop {
         Some(Stop::Interrupted) => (true, None),
-        Some(Stop::ChildDied(why)) => (false, Some(why)),
+        Some(Stop::Environment(why)) => (false, Some(why)),
         _ => (false, None),
     };
+    let console_snap = lock(&console_rec).snapshot();
     let report = RunReport::build(Inputs {
         scenario: &sc,
         origin,
@@ -228,21 +309,38 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             broker_listeners: plan.broker_listeners,
             nofile_limit: plan.nofile,
         },
-        merged: &merged,
-        wakeups,
-        connected_end: collected.connected_end,
+        groups: group_inputs,
+        console: &console_snap,
+        t0_ns: t0,
+        outages,
         processes,
         edge: collected.edge,
     });
+    let all = {
+        let mut m = Snapshot::default();
+        for g in &collected.groups {
+            for s in &g.snapshots {
+                m.merge(s);
+            }
+        }
+        for a in &answers {
+            m.merge(&lock(a).snapshot());
+        }
+        m
+    };
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
     render::write_hlog(
         &opts.dir.join("histograms.hlog"),
         started_at,
         Duration::from_nanos(timeline_ns),
         &[
-            ("connect", &merged.connect),
-            ("wakeup", &merged.wakeup),
-            ("wakeup_cold", &merged.wakeup_cold),
+            ("connect", &all.connect),
+            ("wakeup", &all.wakeup),
+            ("wakeup_cold", &all.wakeup_cold),
+            ("detect", &all.detect),
+            ("reconnect", &all.reconnect),
+            ("checkin", &all.checkin),
+            ("wakeup_to_checkin", &all.wakeup_to_checkin),
         ],
     )
     .map_err(env)?;
@@ -262,16 +360,69 @@ fn plan_wakeups(sc: &Scenario) -> Schedule {
         until: w.rate_until.map(|u| u.get()).unwrap_or(sc.duration.get()),
     });
     let broadcast: Vec<Duration> = w.broadcast.iter().map(|d| d.get()).collect();
-    Schedule::plan(sc.agents.count, &broadcast, stream, sc.seed)
+    Schedule::plan(sc.agent_count(), &broadcast, stream, sc.seed)
+}
+
+/// Why the timeline ended before its end.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    Interrupted,
+    Environment(String),
+    /// The watch's own condition held.
+    Done,
+}
+
+/// What stopping the sites produced for one group.
+#[derive(Default)]
+struct GroupCollected {
+    snapshots: Vec<Snapshot>,
+    connected: u64,
+    paths: [u64; 2],
+}
+
+/// What stopping every child produced.
+struct Collected {
+    groups: Vec<GroupCollected>,
+    processes: Vec<ProcessStats>,
+    edge: BTreeMap<String, u64>,
+}
+
+/// The service's processes (rumqttd and the edges) and the channels their lines arrive on.
+#[derive(Default)]
+struct ServiceProcs {
+    broker: Option<Child>,
+    broker_rx: Option<mpsc::UnboundedReceiver<Event>>,
+    edges: Vec<Child>,
+    edge_rx: Option<mpsc::UnboundedReceiver<Event>>,
+}
+
+/// The run's children.
+struct Running {
+    exe: PathBuf,
+    plan: Plan,
+    agents: u32,
+    pki: files::PkiPaths,
+    primary: SocketAddr,
+    fallback: SocketAddr,
+    handshake_timeout_ms: u64,
+    start_timeout: Duration,
+    service: ServiceProcs,
+    service_up: bool,
+    /// Processes of earlier service incarnations (for CPU and memory in the report).
+    retired: Vec<ProcessStats>,
+    edge_counts: BTreeMap<String, u64>,
+    sites: Vec<Child>,
+    site_rx: Option<mpsc::UnboundedReceiver<Event>>,
+    progress: Vec<SiteProgress>,
 }
 
 /// The sites' counts added up.
 fn total(progress: &[SiteProgress]) -> SiteProgress {
-    SiteProgress {
-        connected: progress.iter().map(|p| p.connected).sum(),
-        wakeups_received: progress.iter().map(|p| p.wakeups_received).sum(),
-        connect_failures: progress.iter().map(|p| p.connect_failures).sum(),
+    let mut t = SiteProgress::default();
+    for p in progress {
+        t.add(p);
     }
+    t
 }
 
 fn status(progress: &[SiteProgress], t0: u64, sent: u64) -> Status {
@@ -285,122 +436,203 @@ fn status(progress: &[SiteProgress], t0: u64, sent: u64) -> Status {
     }
 }
 
-/// Why the timeline ended before its end.
-#[derive(Debug, Clone, PartialEq)]
-enum Stop {
-    Interrupted,
-    ChildDied(String),
-    /// The watch's own condition held.
-    Done,
+/// Next event on an optional channel; pending forever when there is none.
+async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<Event>>) -> Option<Event> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// What stopping every child produced.
-struct Collected {
-    snapshots: Vec<Snapshot>,
-    processes: Vec<ProcessStats>,
-    edge: BTreeMap<String, u64>,
-    connected_end: u64,
-}
-
-/// The run's children and the channels their lines arrive on.
-struct Running {
-    exe: PathBuf,
-    plan: Plan,
-    agents: u32,
-    broker: Option<Child>,
-    broker_rx: Option<mpsc::UnboundedReceiver<Event>>,
-    edges: Vec<Child>,
-    edge_rx: Option<mpsc::UnboundedReceiver<Event>>,
-    sites: Vec<Child>,
-    site_rx: Option<mpsc::UnboundedReceiver<Event>>,
-    progress: Vec<SiteProgress>,
+fn add_edge_counts(
+    into: &mut BTreeMap<String, u64>,
+    counts: Option<pushsim_service::edge::EdgeCounts>,
+) {
+    if let Some(v) = counts.and_then(|e| serde_json::to_value(e).ok()) {
+        for (k, v) in v.as_object().into_iter().flatten() {
+            *into.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
+    }
 }
 
 impl Running {
-    fn new(sc: &Scenario, plan: Plan, exe: PathBuf) -> Self {
+    fn new(sc: &Scenario, plan: Plan, exe: PathBuf, pki: files::PkiPaths) -> Self {
         Self {
             exe,
             plan,
-            agents: sc.agents.count,
-            broker: None,
-            broker_rx: None,
-            edges: Vec::new(),
-            edge_rx: None,
+            agents: sc.agent_count(),
+            pki,
+            primary: SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.primary_port)),
+            fallback: SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.fallback_port)),
+            handshake_timeout_ms: sc.service.handshake_timeout.get().as_millis() as u64,
+            start_timeout: sc.service.start_timeout.get(),
+            service: ServiceProcs::default(),
+            service_up: false,
+            retired: Vec::new(),
+            edge_counts: BTreeMap::new(),
             sites: Vec::new(),
             site_rx: None,
             progress: Vec::new(),
         }
     }
 
-    async fn start_broker(&mut self) -> Result<Vec<SocketAddr>, RunError> {
+    /// Starts rumqttd and the edges (on the run's primary and fallback ports once they are
+    /// known); returns the edge's addresses.
+    async fn start_service(&mut self) -> Result<(SocketAddr, SocketAddr), RunError> {
+        let bound = self.start_timeout;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let spec = Spec::Broker {
             listeners: self.plan.broker_listeners,
             agents: self.agents,
         };
-        self.broker = Some(Child::spawn(&self.exe, "broker".into(), 0, &spec, tx).await?);
-        let ready = wait_ready("broker", &mut rx, SERVICE_READY).await?;
-        self.broker_rx = Some(rx);
-        match ready {
-            Ready::Broker { listeners } => Ok(listeners),
-            other => Err(env(format!("broker: unexpected readiness {other:?}"))),
-        }
-    }
-
-    async fn start_edges(
-        &mut self,
-        sc: &Scenario,
-        upstreams: Vec<SocketAddr>,
-        pki: &files::PkiPaths,
-    ) -> Result<(SocketAddr, SocketAddr), RunError> {
+        self.service.broker = Some(Child::spawn(&self.exe, "broker".into(), 0, &spec, tx).await?);
+        let upstreams = match wait_ready("broker", &mut rx, bound).await? {
+            Ready::Broker { listeners } => listeners,
+            other => return Err(env(format!("broker: unexpected readiness {other:?}"))),
+        };
+        self.service.broker_rx = Some(rx);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut primary = SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.primary_port));
-        let mut fallback = SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.fallback_port));
         for i in 0..self.plan.edges as usize {
             let spec = Spec::Edge(EdgeSpec {
-                primary,
-                fallback,
+                primary: self.primary,
+                fallback: self.fallback,
                 reuse_port: self.plan.edges > 1,
                 upstreams: upstreams.clone(),
-                pki: pki.clone(),
-                handshake_timeout_ms: sc.service.handshake_timeout.get().as_millis() as u64,
+                pki: self.pki.clone(),
+                handshake_timeout_ms: self.handshake_timeout_ms,
             });
             let role = format!("edge-{i}");
-            self.edges
+            self.service
+                .edges
                 .push(Child::spawn(&self.exe, role.clone(), i, &spec, tx.clone()).await?);
-            // The first edge picks the ports; the others share them.
-            match wait_ready(&role, &mut rx, SERVICE_READY).await? {
-                Ready::Edge {
-                    primary: p,
-                    fallback: f,
-                } => (primary, fallback) = (p, f),
+            // The first edge picks the ports; the others, and later incarnations, share them.
+            match wait_ready(&role, &mut rx, bound).await? {
+                Ready::Edge { primary, fallback } => {
+                    (self.primary, self.fallback) = (primary, fallback)
+                }
                 other => return Err(env(format!("{role}: unexpected readiness {other:?}"))),
             }
         }
-        self.edge_rx = Some(rx);
-        Ok((primary, fallback))
+        self.service.edge_rx = Some(rx);
+        self.service_up = true;
+        Ok((self.primary, self.fallback))
+    }
+
+    /// Takes the service down: `kill` SIGKILLs every process; otherwise rumqttd goes first and
+    /// the edges close their TLS sessions cleanly before they exit.
+    async fn stop_service(&mut self, kill: bool) {
+        let mut procs = std::mem::take(&mut self.service);
+        if let Some(b) = procs.broker.take() {
+            self.retired.push(b.stats());
+            b.kill().await;
+        }
+        for mut e in procs.edges.drain(..) {
+            self.retired.push(e.stats());
+            if kill {
+                e.kill().await;
+            } else {
+                let _ = e.send(&ToChild::Stop).await;
+                e.finish(Duration::from_secs(5)).await;
+            }
+        }
+        if !kill {
+            // Counters of gracefully stopped edges.
+            if let Some(rx) = procs.edge_rx.as_mut() {
+                while let Ok(Some((_, Some(msg)))) =
+                    tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
+                {
+                    if let FromChild::Done(d) = msg {
+                        add_edge_counts(&mut self.edge_counts, d.edge);
+                    }
+                }
+            }
+        }
+        self.service_up = false;
+    }
+
+    /// Carries out one `[[at]]` event.
+    async fn service_event(
+        &mut self,
+        at: &pushsim_scenario::At,
+        t0: u64,
+        outages: &mut Vec<OutageEvent>,
+        obs: &dyn Observer,
+        interrupt: &mut watch::Receiver<bool>,
+        sent: &dyn Fn() -> u64,
+    ) -> Option<Stop> {
+        let action = match at.action {
+            ServiceAction::Kill => "service.kill",
+            ServiceAction::Stop => "service.stop",
+            ServiceAction::Start => "service.start",
+            ServiceAction::Restart => "service.restart",
+        };
+        match at.action {
+            ServiceAction::Kill | ServiceAction::Stop | ServiceAction::Restart => {
+                let at_ns = mono_ns();
+                self.stop_service(at.action != ServiceAction::Stop).await;
+                for s in &mut self.sites {
+                    let _ = s.send(&ToChild::PathDown { at_ns }).await;
+                }
+                outages.push(OutageEvent {
+                    action: action.into(),
+                    at_ns,
+                    up_ns: None,
+                });
+                if at.action == ServiceAction::Restart {
+                    let up_at = at_ns + at.down.map(|d| d.get().as_nanos() as u64).unwrap_or(0);
+                    if let Some(stop) = self.watch(obs, interrupt, up_at, t0, sent, |_| false).await
+                    {
+                        return Some(stop);
+                    }
+                    return self.bring_back(outages).await;
+                }
+                None
+            }
+            ServiceAction::Start => self.bring_back(outages).await,
+        }
+    }
+
+    async fn bring_back(&mut self, outages: &mut [OutageEvent]) -> Option<Stop> {
+        match self.start_service().await {
+            Ok(_) => {
+                if let Some(o) = outages.last_mut() {
+                    o.up_ns = Some(mono_ns());
+                }
+                None
+            }
+            Err(e) => Some(Stop::Environment(format!(
+                "the service did not come back within {:?} (service.start_timeout): {e}",
+                self.start_timeout
+            ))),
+        }
     }
 
     async fn start_sites(
         &mut self,
         sc: &Scenario,
-        target: SocketAddr,
-        pki: &files::PkiPaths,
+        groups: &[pushsim_scenario::ResolvedGroup],
+        group_of: &[u16],
+        targets: [SocketAddr; 2],
+        checkin: SocketAddr,
     ) -> Result<(), RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let n = self.plan.sites;
+        let profiles: Vec<_> = groups.iter().map(|g| g.profile.clone()).collect();
         for i in 0..n {
-            let agents = site_agents(sc.agents.count, i, n);
+            let agents: Vec<(u32, u16)> = site_agents(self.agents, i, n)
+                .into_iter()
+                .map(|a| (a, group_of.get(a as usize).copied().unwrap_or(0)))
+                .collect();
             let count = agents.len() as u64;
             let spec = Spec::Site(SiteSpec {
                 agents,
-                target,
+                targets,
                 server_name: SERVER_NAME.into(),
-                keep_alive_ms: sc.agents.keep_alive.get().as_millis() as u64,
-                connect_timeout_ms: sc.agents.connect_timeout.get().as_millis() as u64,
-                reconnect_delay_ms: sc.agents.reconnect_delay.get().as_millis() as u64,
+                profiles: profiles.clone(),
+                checkin: Some(checkin),
+                seed: sc.seed,
                 ramp_per_sec: sc.agents.ramp.per_sec,
-                pki: pki.clone(),
+                pki: self.pki.clone(),
             });
             let mut child = Child::spawn(
                 &self.exe,
@@ -414,7 +646,7 @@ impl Running {
             self.sites.push(child);
         }
         // Issuing certificates takes about 0.1 ms per agent per core; allow plenty.
-        let bound = Duration::from_secs(60 + u64::from(sc.agents.count) / 500);
+        let bound = Duration::from_secs(60 + u64::from(self.agents) / 500);
         for _ in 0..n {
             wait_ready("site", &mut rx, bound).await?;
         }
@@ -425,10 +657,11 @@ impl Running {
 
     /// Notes every child's set-up CPU.
     fn mark_setup(&mut self) {
-        for c in self
+        let s = &mut self.service;
+        for c in s
             .broker
             .iter_mut()
-            .chain(self.edges.iter_mut())
+            .chain(s.edges.iter_mut())
             .chain(self.sites.iter_mut())
         {
             c.mark_setup();
@@ -445,12 +678,8 @@ impl Running {
         sent: &dyn Fn() -> u64,
         done: impl Fn(&SiteProgress) -> bool,
     ) -> Option<Stop> {
-        let (Some(site_rx), Some(edge_rx), Some(broker_rx)) = (
-            self.site_rx.as_mut(),
-            self.edge_rx.as_mut(),
-            self.broker_rx.as_mut(),
-        ) else {
-            return Some(Stop::ChildDied("run started without its processes".into()));
+        let Some(site_rx) = self.site_rx.as_mut() else {
+            return Some(Stop::Environment("run started without its sites".into()));
         };
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let deadline = tokio::time::sleep(Duration::from_nanos(until_ns.saturating_sub(mono_ns())));
@@ -464,29 +693,28 @@ impl Running {
                         if let Some(slot) = self.progress.get_mut(i) { *slot = p; }
                         if done(&total(&self.progress)) { return Some(Stop::Done); }
                     }
-                    Some((i, Some(FromChild::Error(e)))) => return Some(Stop::ChildDied(format!("site-{i} failed: {e}"))),
-                    Some((i, None)) => return Some(Stop::ChildDied(format!("site-{i} exited during the run"))),
+                    Some((i, Some(FromChild::Error(e)))) => return Some(Stop::Environment(format!("site-{i} failed: {e}"))),
+                    Some((i, None)) => return Some(Stop::Environment(format!("site-{i} exited during the run"))),
                     _ => {}
                 },
-                ev = edge_rx.recv() => if let Some((i, None)) = ev {
-                    return Some(Stop::ChildDied(format!("edge-{i} exited during the run")));
+                ev = recv_opt(&mut self.service.edge_rx) => if let Some((i, None)) = ev {
+                    return Some(Stop::Environment(format!("edge-{i} exited during the run")));
                 },
-                ev = broker_rx.recv() => if let Some((_, None)) = ev {
-                    return Some(Stop::ChildDied("rumqttd's process exited during the run".into()));
+                ev = recv_opt(&mut self.service.broker_rx) => if let Some((_, None)) = ev {
+                    return Some(Stop::Environment("rumqttd's process exited during the run".into()));
                 },
                 _ = tick.tick() => obs.status(status(&self.progress, t0, sent())),
             }
         }
     }
 
-    /// Stops sites (collecting snapshots), then edges, then the broker; reads every process's
+    /// Stops sites (collecting their measurements), then the service; reads every process's
     /// CPU and memory before it exits.
-    async fn stop_all(&mut self) -> Collected {
+    async fn stop_all(&mut self, groups: usize) -> Collected {
         let mut c = Collected {
-            snapshots: Vec::new(),
+            groups: (0..groups).map(|_| GroupCollected::default()).collect(),
             processes: Vec::new(),
             edge: BTreeMap::new(),
-            connected_end: 0,
         };
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
@@ -498,9 +726,13 @@ impl Running {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some((i, Some(FromChild::Done(d))))) => {
                         pending -= 1;
-                        c.connected_end += d.connected;
-                        if let Some(s) = d.snapshot {
-                            c.snapshots.push(s);
+                        for (g, r) in d.groups.into_iter().enumerate() {
+                            if let Some(slot) = c.groups.get_mut(g) {
+                                slot.connected += r.connected;
+                                slot.paths[0] += r.paths[0];
+                                slot.paths[1] += r.paths[1];
+                                slot.snapshots.push(r.snapshot);
+                            }
                         }
                         if let Some(site) = self.sites.get(i) {
                             c.processes.push(site.stats());
@@ -521,21 +753,18 @@ impl Running {
         for s in self.sites.drain(..) {
             s.finish(Duration::from_secs(5)).await;
         }
-        for e in &mut self.edges {
+        let mut procs = std::mem::take(&mut self.service);
+        for e in &mut procs.edges {
             let _ = e.send(&ToChild::Stop).await;
         }
-        if let Some(rx) = self.edge_rx.as_mut() {
-            let mut pending = self.edges.len();
+        if let Some(rx) = procs.edge_rx.as_mut() {
+            let mut pending = procs.edges.len();
             let deadline = tokio::time::Instant::now() + COLLECT;
             while pending > 0 {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some((_, Some(FromChild::Done(d))))) => {
                         pending -= 1;
-                        if let Some(counts) = d.edge.and_then(|e| serde_json::to_value(e).ok()) {
-                            for (k, v) in counts.as_object().into_iter().flatten() {
-                                *c.edge.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
-                            }
-                        }
+                        add_edge_counts(&mut self.edge_counts, d.edge);
                     }
                     Ok(Some((_, None))) => pending -= 1,
                     Ok(Some(_)) => {}
@@ -543,14 +772,21 @@ impl Running {
                 }
             }
         }
-        for e in self.edges.drain(..) {
+        for e in procs.edges.drain(..) {
             c.processes.push(e.stats());
             e.finish(Duration::from_secs(5)).await;
         }
-        if let Some(b) = self.broker.take() {
+        if let Some(b) = procs.broker.take() {
             c.processes.push(b.stats());
             b.finish(Duration::from_secs(5)).await;
         }
+        for p in self.retired.drain(..) {
+            c.processes.push(ProcessStats {
+                role: format!("{} (until an outage)", p.role),
+                ..p
+            });
+        }
+        c.edge = std::mem::take(&mut self.edge_counts);
         c
     }
 }

@@ -126,3 +126,44 @@ mod tests {
         assert_eq!(make(10, 20_000, EPH, Some(3), None).unwrap().sites, 3);
     }
 }
+
+/// Deals run indices to groups of `counts` agents, interleaved in proportion (so every group
+/// ramps up across the whole ramp): entry `i` is the group of agent `i`.
+pub fn deal_groups(counts: &[u32]) -> Vec<u16> {
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    let mut given = vec![0u64; counts.len()];
+    (0..total)
+        .map(|i| {
+            // The group furthest behind its share of the first i+1 agents.
+            let g = (0..counts.len())
+                .filter(|&g| given[g] < u64::from(counts[g]))
+                .max_by(|&a, &b| {
+                    let lag = |g: usize| {
+                        (i + 1) as f64 * counts[g] as f64 / total as f64 - given[g] as f64
+                    };
+                    lag(a).total_cmp(&lag(b)).then(b.cmp(&a))
+                })
+                .unwrap_or(0);
+            given[g] += 1;
+            g as u16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod deal_tests {
+    use super::deal_groups;
+
+    #[test]
+    fn groups_are_interleaved_in_proportion() {
+        let d = deal_groups(&[3, 1]);
+        assert_eq!(d, vec![0, 0, 1, 0]);
+        let d = deal_groups(&[500, 1500, 1]);
+        assert_eq!(d.iter().filter(|&&g| g == 0).count(), 500);
+        assert_eq!(d.iter().filter(|&&g| g == 2).count(), 1);
+        // the first 100 agents hold about a quarter of group 0
+        let early = d[..100].iter().filter(|&&g| g == 0).count();
+        assert!((24..=26).contains(&early), "{early}");
+        assert!(deal_groups(&[]).is_empty());
+    }
+}

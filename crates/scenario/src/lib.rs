@@ -20,6 +20,9 @@ pub mod units;
 pub mod validate;
 
 pub use load::{load, parse, ScenarioError};
-pub use model::{Agents, Broker, PortRole, Scenario, Service, Wakeups};
+pub use model::{
+    Agents, At, Backoff, BackoffPolicy, Broker, Every, Group, PortRole, Profile, ResolvedGroup,
+    Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
+};
 pub use slo::{Op, Slo};
 pub use units::{Dur, Rate};

@@ -117,7 +117,7 @@ mod tests {
         let sc = parse(MINIMAL, "t.toml", "t").unwrap();
         assert_eq!(sc.name, "t");
         assert_eq!(sc.seed, 1);
-        assert_eq!(sc.agents.count, 5);
+        assert_eq!(sc.agent_count(), 5);
         assert_eq!(sc.agents.keep_alive.get().as_secs(), 30);
         assert!(sc.validate().is_ok());
     }

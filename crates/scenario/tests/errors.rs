@@ -83,3 +83,121 @@ fn missing_file_is_unknown_and_unreadable_file_is_io() {
     let sc = load(f.to_str().unwrap()).unwrap();
     assert_eq!(sc.name, "s");
 }
+
+const GROUPS: &str = r#"
+description = "d"
+duration = "60s"
+[agents]
+keep_alive = "30s"
+backoff = { policy = "exponential", base = "1s", cap = "20s" }
+[[group]]
+name = "short"
+agents = 300
+keep_alive = "15s"
+[[group]]
+name = "long"
+agents = 100
+endpoints = ["fallback"]
+primary_retry = "off"
+[[at]]
+time = "20s"
+do = "service.restart"
+down = "5s"
+"#;
+
+#[test]
+fn groups_resolve_over_the_defaults_and_scale() {
+    let mut sc = parse(GROUPS, "g.toml", "g").unwrap();
+    sc.validate().unwrap();
+    let g = sc.resolved_groups();
+    assert_eq!(g.len(), 2);
+    assert_eq!(
+        (
+            g[0].name.as_str(),
+            g[0].count,
+            g[0].profile.keep_alive.get().as_secs()
+        ),
+        ("short", 300, 15)
+    );
+    assert_eq!(
+        g[1].profile.keep_alive.get().as_secs(),
+        30,
+        "default applies"
+    );
+    assert_eq!(g[1].profile.backoff.cap.get().as_secs(), 20);
+    assert_eq!(sc.agent_count(), 400);
+    sc.set_agent_count(2_000);
+    assert_eq!(
+        sc.groups.iter().map(|g| g.agents).collect::<Vec<_>>(),
+        vec![1_500, 500]
+    );
+    sc.set_agent_count(3);
+    assert_eq!(sc.agent_count(), 3);
+    assert!(sc.groups.iter().all(|g| g.agents >= 1));
+    // The resolved scenario round-trips through TOML.
+    assert_eq!(parse(&sc.to_toml(), "g", "g").unwrap(), sc);
+}
+
+#[test]
+fn unknown_backoff_policy_lists_the_valid_ones() {
+    let e = parse_err(&GROUPS.replace("\"exponential\"", "\"linear\""));
+    assert!(e.contains("unknown variant `linear`"), "{e}");
+    assert!(
+        e.contains("`full-jitter`") && e.contains("`decorrelated-jitter`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn agent_settings_out_of_range_are_refused() {
+    let src = GROUPS
+        .replace(
+            "base = \"1s\", cap = \"20s\"",
+            "base = \"40s\", cap = \"20s\"",
+        )
+        .replace("agents = 100", "agents = 0")
+        .replace("name = \"long\"", "name = \"short\"");
+    let e = validated(parse(&src, "g.toml", "g").unwrap(), "g.toml")
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "group[0].backoff.base = 40s: must not exceed backoff.cap (20s)",
+        "group[1].agents = 0: must be at least 1",
+        "group[1].name = \"short\": is used by another group",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+}
+
+#[test]
+fn timeline_must_make_sense() {
+    let src = format!("{GROUPS}[[at]]\ntime = \"30s\"\ndo = \"service.start\"\n[[at]]\ntime = \"40s\"\ndo = \"service.kill\"\n[[at]]\ntime = \"45s\"\ndo = \"service.stop\"\n");
+    let e = validated(parse(&src, "g.toml", "g").unwrap(), "g.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("at[1].do = service.start: the service is already running then"),
+        "{e}"
+    );
+    assert!(
+        e.contains("at[3].do = stop: the service is down then; start it first"),
+        "{e}"
+    );
+    let e = parse_err(&GROUPS.replace("service.restart", "service.reboot"));
+    assert!(
+        e.contains("unknown variant `service.reboot`") && e.contains("`service.kill`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn count_and_groups_do_not_mix() {
+    let src = GROUPS.replace(
+        "keep_alive = \"30s\"\nbackoff",
+        "count = 5\nkeep_alive = \"30s\"\nbackoff",
+    );
+    let e = validated(parse(&src, "g.toml", "g").unwrap(), "g.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agents.count = 5: remove it"), "{e}");
+}
