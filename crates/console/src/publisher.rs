@@ -76,7 +76,7 @@ impl Console {
                     {
                         return;
                     }
-                    tracing::warn!(error = %e, "console connection lost; reconnecting");
+                    tracing::debug!(error = %e, "console connection lost; reconnecting");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -116,8 +116,114 @@ pub fn terminal(r: &RunReport) -> String {
     latency_row(&mut t, "connect", &r.latency_us.connect);
     latency_row(&mut t, "wake-up (warm)", &r.latency_us.wakeup);
     latency_row(&mut t, "wake-up (cold)", &r.latency_us.wakeup_cold);
+    let l = &r.latency_us;
+    for (name, sum) in [
+        ("detect", &l.detect),
+        ("reconnect", &l.reconnect),
+        ("check-in", &l.checkin),
+        ("wake-up→check-in", &l.wakeup_to_checkin),
+    ] {
+        if sum.count > 0 {
+            latency_row(&mut t, name, sum);
+        }
+    }
     out.push_str(&t.to_string());
     out.push('\n');
+    out.push_str(&format!(
+        "paths    {} on primary · {} on fallback at the end\n",
+        r.paths.primary, r.paths.fallback
+    ));
+    if r.groups.len() > 1 {
+        let mut g = Table::new();
+        g.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+            "group",
+            "agents",
+            "at end",
+            "disconnects",
+            "sent",
+            "delivered",
+            "lost",
+            "warm p99",
+            "detect p99",
+            "reconnect p99",
+        ]);
+        let opt = |s: &Summary, v: u64| {
+            if s.count == 0 {
+                "-".to_string()
+            } else {
+                fmt_us(v)
+            }
+        };
+        for (name, gr) in &r.groups {
+            let right = |c: Cell| c.set_alignment(CellAlignment::Right);
+            g.add_row(vec![
+                Cell::new(name),
+                right(Cell::new(gr.agents.configured)),
+                right(Cell::new(gr.agents.connected_end)),
+                right(Cell::new(gr.agents.disconnects)),
+                right(Cell::new(gr.wakeups.sent)),
+                right(Cell::new(gr.wakeups.delivered)),
+                right(Cell::new(gr.wakeups.lost)),
+                right(Cell::new(opt(
+                    &gr.latency_us.wakeup,
+                    gr.latency_us.wakeup.p99,
+                ))),
+                right(Cell::new(opt(
+                    &gr.latency_us.detect,
+                    gr.latency_us.detect.p99,
+                ))),
+                right(Cell::new(opt(
+                    &gr.latency_us.reconnect,
+                    gr.latency_us.reconnect.p99,
+                ))),
+            ]);
+        }
+        out.push_str(&g.to_string());
+        out.push('\n');
+    }
+    if !r.recovery.is_empty() {
+        let mut rt = Table::new();
+        rt.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+            "outage",
+            "at",
+            "down",
+            "before",
+            "back",
+            "50% back",
+            "90%",
+            "99%",
+            "100%",
+            "peak connects/s",
+            "failed attempts",
+        ]);
+        let secs = |v: Option<f64>| {
+            v.map(|v| format!("{v:.2}s"))
+                .unwrap_or_else(|| "never".into())
+        };
+        for o in &r.recovery {
+            let right = |c: Cell| c.set_alignment(CellAlignment::Right);
+            rt.add_row(vec![
+                Cell::new(&o.action),
+                right(Cell::new(format!("{:.1}s", o.at_s))),
+                right(Cell::new(
+                    o.down_s
+                        .map(|d| format!("{d:.1}s"))
+                        .unwrap_or_else(|| "stays down".into()),
+                )),
+                right(Cell::new(o.connected_before)),
+                right(Cell::new(o.reconnected)),
+                right(Cell::new(secs(o.reconnected_50_s))),
+                right(Cell::new(secs(o.reconnected_90_s))),
+                right(Cell::new(secs(o.reconnected_99_s))),
+                right(Cell::new(secs(o.reconnected_100_s))),
+                right(Cell::new(o.peak_connects_per_s)),
+                right(Cell::new(o.failed_attempts)),
+            ]);
+        }
+        out.push_str("recovery (times from the outage's start)\n");
+        out.push_str(&rt.to_string());
+        out.push('\n');
+    }
     if !r.processes.is_empty() {
         let mut p = Table::new();
         p.load_preset(UTF8_BORDERS_ONLY).set_header(vec![

@@ -196,7 +196,10 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         tokio::select! {
             cmd = next(&mut cmds) => match cmd {
                 Some(ToChild::Stop) => break,
-                Some(ToChild::PathDown { at_ns }) => site.path_down(at_ns),
+                Some(ToChild::PathDown { at_ns }) => {
+                    site.path_down(at_ns);
+                    emit(&FromChild::Ack);
+                }
                 Some(ToChild::Start { .. }) => {}
                 None => return Ok(()),
             },

@@ -76,7 +76,8 @@ pub enum ToChild {
         /// Run start on the run clock.
         t0_ns: u64,
     },
-    /// Sites: the service path went down at `at_ns` (an outage began).
+    /// Sites: the service path goes down at `at_ns` (an outage begins; sent just before it,
+    /// answered with [`FromChild::Ack`]).
     PathDown {
         /// When, on the run clock.
         at_ns: u64,
@@ -94,6 +95,8 @@ pub enum FromChild {
     Ready(Ready),
     /// A site's live counts.
     Progress(SiteProgress),
+    /// A site noted a [`ToChild::PathDown`].
+    Ack,
     /// Final measurements; the child then waits for its stdin to close.
     Done(Box<Done>),
     /// The child failed; it exits after this line.

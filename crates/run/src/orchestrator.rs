@@ -37,6 +37,8 @@ use crate::{limits, procstat, RunError};
 
 /// The name agents and console check the service certificate against.
 const SERVER_NAME: &str = "localhost";
+/// Bound for the service to be ready at the start of a run.
+const SERVICE_READY: Duration = Duration::from_secs(30);
 /// Bound for collecting a child's final measurements.
 const COLLECT: Duration = Duration::from_secs(30);
 
@@ -123,7 +125,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let mut run = Running::new(&sc, plan, opts.exe.clone(), pki.clone());
     opts.observer
         .phase(Phase::Starting("the service (rumqttd and TLS edge)".into()));
-    let (primary, fallback) = run.start_service().await?;
+    let (primary, fallback) = run.start_service(SERVICE_READY).await?;
 
     // The management server: check-ins and the console's MQTT connection.
     let group_of = Arc::new(deal_groups(
@@ -478,8 +480,10 @@ impl Running {
 
     /// Starts rumqttd and the edges (on the run's primary and fallback ports once they are
     /// known); returns the edge's addresses.
-    async fn start_service(&mut self) -> Result<(SocketAddr, SocketAddr), RunError> {
-        let bound = self.start_timeout;
+    async fn start_service(
+        &mut self,
+        bound: Duration,
+    ) -> Result<(SocketAddr, SocketAddr), RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let spec = Spec::Broker {
             listeners: self.plan.broker_listeners,
@@ -568,11 +572,17 @@ impl Running {
         };
         match at.action {
             ServiceAction::Kill | ServiceAction::Stop | ServiceAction::Restart => {
-                let at_ns = mono_ns();
-                self.stop_service(at.action != ServiceAction::Stop).await;
+                // Sites learn the moment first, so they count who was connected and time every
+                // agent's detection from the moment the service really goes.
+                let at_ns = mono_ns() + 100_000_000;
                 for s in &mut self.sites {
                     let _ = s.send(&ToChild::PathDown { at_ns }).await;
                 }
+                if let Some(stop) = self.wait_acks(obs, interrupt, t0, sent).await {
+                    return Some(stop);
+                }
+                pushsim_agent::driver::sleep_until_ns(at_ns).await;
+                self.stop_service(at.action != ServiceAction::Stop).await;
                 outages.push(OutageEvent {
                     action: action.into(),
                     at_ns,
@@ -593,7 +603,7 @@ impl Running {
     }
 
     async fn bring_back(&mut self, outages: &mut [OutageEvent]) -> Option<Stop> {
-        match self.start_service().await {
+        match self.start_service(self.start_timeout).await {
             Ok(_) => {
                 if let Some(o) = outages.last_mut() {
                     o.up_ns = Some(mono_ns());
@@ -653,6 +663,40 @@ impl Running {
         self.progress = vec![SiteProgress::default(); n as usize];
         self.site_rx = Some(rx);
         Ok(())
+    }
+
+    /// Waits (at most 5 s) until every site acknowledged a [`ToChild::PathDown`].
+    async fn wait_acks(
+        &mut self,
+        obs: &dyn Observer,
+        interrupt: &mut watch::Receiver<bool>,
+        t0: u64,
+        sent: &dyn Fn() -> u64,
+    ) -> Option<Stop> {
+        let mut pending = self.sites.len();
+        let Some(rx) = self.site_rx.as_mut() else {
+            return None;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pending > 0 {
+            tokio::select! {
+                ev = tokio::time::timeout_at(deadline, rx.recv()) => match ev {
+                    Ok(Some((_, Some(FromChild::Ack)))) => pending -= 1,
+                    Ok(Some((i, Some(FromChild::Progress(p))))) => {
+                        if let Some(slot) = self.progress.get_mut(i) { *slot = p; }
+                        obs.status(status(&self.progress, t0, sent()));
+                    }
+                    Ok(Some((i, None))) => return Some(Stop::Environment(format!("site-{i} exited during the run"))),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("{pending} site(s) did not acknowledge the outage in time");
+                        return None;
+                    }
+                },
+                r = interrupt.changed() => if r.is_err() || *interrupt.borrow() { return Some(Stop::Interrupted) },
+            }
+        }
+        None
     }
 
     /// Notes every child's set-up CPU.

@@ -142,7 +142,8 @@ pub struct Service {
     /// the agents' path from the start: their connects are refused and wake-ups reach them
     /// only through replication (the console still publishes).
     pub reachable: bool,
-    /// Bound for a (re)started service to be ready; past it the run ends with exit 3.
+    /// Bound for the service to be back after an outage (`service.start`, `service.restart`);
+    /// past it the run ends with exit 3.
     pub start_timeout: Dur,
 }
 
