@@ -674,9 +674,7 @@ impl Running {
         sent: &dyn Fn() -> u64,
     ) -> Option<Stop> {
         let mut pending = self.sites.len();
-        let Some(rx) = self.site_rx.as_mut() else {
-            return None;
-        };
+        let rx = self.site_rx.as_mut()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while pending > 0 {
             tokio::select! {
