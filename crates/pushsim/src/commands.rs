@@ -1,15 +1,15 @@
 //! The commands: `list` and `scenario`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use pushsim_report::render;
+use pushsim_report::{compare, render, RunReport};
 use pushsim_run::orchestrator::default_dir;
 use pushsim_run::{execute, RunError, RunOptions};
 use pushsim_scenario::builtin::BUILTINS;
-use pushsim_scenario::load::validated;
-use pushsim_scenario::{load, parse};
+use pushsim_scenario::load::{source, validated};
+use pushsim_scenario::{parse, sweep, Scenario};
 use tokio::sync::watch;
 
 use crate::cli::ScenarioArgs;
@@ -26,37 +26,73 @@ pub fn list() -> i32 {
     0
 }
 
-/// `pushsim scenario`: load, override, validate, run, report; returns the exit code.
+/// One run of a scenario (a sweep has several).
+struct Variant {
+    /// The swept value, when sweeping.
+    label: Option<String>,
+    scenario: Scenario,
+}
+
+/// The scenario's variants (one without a sweep), overrides applied, all validated before any
+/// runs.
+fn variants(args: &ScenarioArgs) -> Result<(Vec<Variant>, String, Option<String>), String> {
+    let src = source(&args.scenario).map_err(|e| e.to_string())?;
+    let base = parse(&src.text, &src.origin, &src.name).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let key = base.sweep.as_ref().map(|s| s.key.clone());
+    match &base.sweep {
+        None => out.push(Variant {
+            label: None,
+            scenario: base,
+        }),
+        Some(sw) => {
+            if sw.values.is_empty() {
+                return Err(format!(
+                    "{}: sweep.values must list at least one value",
+                    src.origin
+                ));
+            }
+            for v in &sw.values {
+                let sc = sweep::variant(&src.text, &src.origin, &src.name, &sw.key, v)
+                    .map_err(|e| e.to_string())?;
+                out.push(Variant {
+                    label: Some(sweep::label(v)),
+                    scenario: sc,
+                });
+            }
+        }
+    }
+    for v in &mut out {
+        let sc = &mut v.scenario;
+        if let Some(n) = args.agents {
+            sc.set_agent_count(n);
+        }
+        if let Some(s) = args.seed {
+            sc.seed = s;
+        }
+        if let Some(d) = args.duration {
+            sc.duration = d;
+        }
+        let origin = match &v.label {
+            Some(l) => format!("{} ({} = {l})", src.origin, key.as_deref().unwrap_or("")),
+            None => src.origin.clone(),
+        };
+        *sc = validated(sc.clone(), &origin).map_err(|e| e.to_string())?;
+    }
+    Ok((out, src.origin, key))
+}
+
+/// `pushsim scenario`: load, override, validate, run (every variant of a sweep), report;
+/// returns the exit code.
 pub fn scenario(args: ScenarioArgs) -> i32 {
-    let mut sc = match load(&args.scenario) {
-        Ok(sc) => sc,
+    let (variants, origin, key) = match variants(&args) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    let origin = if pushsim_scenario::builtin::source(&args.scenario).is_some() {
-        format!("builtin:{}", args.scenario)
-    } else {
-        args.scenario.clone()
-    };
-    if let Some(n) = args.agents {
-        sc.set_agent_count(n);
-    }
-    if let Some(s) = args.seed {
-        sc.seed = s;
-    }
-    if let Some(d) = args.duration {
-        sc.duration = d;
-    }
-    let sc = match validated(sc, &origin) {
-        Ok(sc) => sc,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    match run(sc, origin, &args) {
+    match run_all(variants, origin, key, &args) {
         Ok(code) => code,
         Err(e) => {
             let code = e
@@ -69,7 +105,28 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
     }
 }
 
-fn run(sc: pushsim_scenario::Scenario, origin: String, args: &ScenarioArgs) -> anyhow::Result<i32> {
+/// Exit codes by precedence: an interrupted or broken run outranks a failed SLO.
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        130 => 4,
+        3 => 3,
+        2 => 2,
+        1 => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn run_all(
+    variants: Vec<Variant>,
+    origin: String,
+    key: Option<String>,
+    args: &ScenarioArgs,
+) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,28 +142,75 @@ fn run(sc: pushsim_scenario::Scenario, origin: String, args: &ScenarioArgs) -> a
                 }
             }
         });
-        let dir = args.out.clone().unwrap_or_else(|| default_dir(Path::new("reports"), &sc.name));
-        let bars = Arc::new(Bars::new());
-        let opts = RunOptions {
-            exe: std::env::current_exe().context("locating the pushsim binary")?,
-            dir,
-            sites: args.sites,
-            observer: bars.clone(),
-            interrupt,
-        };
-        let outcome = execute(sc, origin, opts).await?;
-        bars.finish();
-        print!("{}", render::terminal(&outcome.report));
-        println!("report: {}", outcome.dir.join("report.json").display());
-        Ok(if let Some(why) = &outcome.environment {
-            eprintln!("error: the run was stopped: {why}");
-            3
-        } else if outcome.interrupted {
-            130
-        } else if outcome.report.passed() {
-            0
-        } else {
-            1
-        })
+        let name = variants.first().map(|v| v.scenario.name.clone()).unwrap_or_default();
+        let base_dir = args.out.clone().unwrap_or_else(|| default_dir(Path::new("reports"), &name));
+        let exe = std::env::current_exe().context("locating the pushsim binary")?;
+        let total = variants.len();
+        let mut code = 0;
+        let mut done: Vec<(String, RunReport, PathBuf)> = Vec::new();
+        for (k, v) in variants.into_iter().enumerate() {
+            let dir = match &v.label {
+                Some(l) => base_dir.join(format!("{}-{}", k + 1, sanitize(l))),
+                None => base_dir.clone(),
+            };
+            if let (Some(l), Some(key)) = (&v.label, &key) {
+                println!("== run {}/{total}: {key} = {l}", k + 1);
+            }
+            let bars = Arc::new(Bars::new());
+            let opts = RunOptions { exe: exe.clone(), dir, sites: args.sites, observer: bars.clone(), interrupt: interrupt.clone() };
+            let run_origin = match (&v.label, &key) {
+                (Some(l), Some(key)) => format!("{origin} ({key} = {l})"),
+                _ => origin.clone(),
+            };
+            let outcome = execute(v.scenario, run_origin, opts).await?;
+            bars.finish();
+            print!("{}", render::terminal(&outcome.report));
+            println!("report: {}", outcome.dir.join("report.json").display());
+            let this = if let Some(why) = &outcome.environment {
+                eprintln!("error: the run was stopped: {why}");
+                3
+            } else if outcome.interrupted {
+                130
+            } else if outcome.report.passed() {
+                0
+            } else {
+                1
+            };
+            code = worse(code, this);
+            done.push((v.label.unwrap_or_default(), outcome.report, outcome.dir));
+            if outcome.interrupted {
+                break;
+            }
+        }
+        if let Some(key) = key {
+            let runs: Vec<(String, &RunReport)> = done.iter().map(|(l, r, _)| (l.clone(), r)).collect();
+            println!("\nsweep over {key}");
+            println!("{}", compare::table(&key, &runs));
+            let index = serde_json::json!({
+                "key": key,
+                "runs": done.iter().map(|(l, r, d)| serde_json::json!({
+                    "value": l, "dir": d.display().to_string(), "passed": r.passed(),
+                })).collect::<Vec<_>>(),
+            });
+            let path = base_dir.join("sweep.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&index)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("sweep: {}", path.display());
+        }
+        Ok(code)
     })
+}
+
+/// A value as a folder name.
+fn sanitize(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! from the merged measurements; JSON, terminal and HdrHistogram logs only render them.
 //!
 //! # Layout
+//! - [`compare`]: several runs side by side (a sweep).
 //! - [`model`]: `RunReport` and its parts (the report.json contract, `schema_version` 1).
 //! - [`build`]: assembling a `RunReport` from merged snapshots, the ledger's counts and process
 //!   figures.
@@ -9,6 +10,7 @@
 //! - [`render`]: report.json, the HdrHistogram interval log, and the terminal summary.
 
 pub mod build;
+pub mod compare;
 pub mod model;
 pub mod render;
 pub mod slo;

@@ -1,6 +1,6 @@
 //! SLOs evaluated on report.json paths (`wakeups.lost`, `latency_us.wakeup.p99`, ...).
 
-use pushsim_scenario::Slo;
+use pushsim_scenario::{Limit, Slo};
 use serde_json::Value;
 
 use crate::model::{RunReport, SloResult};
@@ -15,11 +15,18 @@ pub fn evaluate(report: &RunReport, slos: &[Slo]) -> Vec<SloResult> {
     slos.iter()
         .map(|s| {
             let value = lookup(&v, &s.path).and_then(Value::as_f64);
+            let limit = match &s.limit {
+                Limit::Value(x) => Some(*x),
+                Limit::Path(p) => lookup(&v, p).and_then(Value::as_f64),
+            };
             SloResult {
                 name: s.to_string(),
-                limit: s.limit_text(),
+                limit: match (&s.limit, limit) {
+                    (Limit::Path(p), Some(x)) => format!("{} {p} ({x})", s.op.symbol()),
+                    _ => s.limit_text(),
+                },
                 value,
-                passed: value.is_some_and(|x| s.op.holds(x, s.limit)),
+                passed: matches!((value, limit), (Some(x), Some(l)) if s.op.holds(x, l)),
             }
         })
         .collect()
@@ -59,7 +66,7 @@ pub fn check_paths(slos: &[Slo], groups: &[String]) -> Result<(), String> {
     let valid = numeric_paths(groups);
     let bad: Vec<&str> = slos
         .iter()
-        .map(|s| s.path.as_str())
+        .flat_map(|s| s.paths())
         .filter(|p| !valid.iter().any(|v| v == p))
         .collect();
     if bad.is_empty() {
@@ -98,6 +105,14 @@ mod tests {
         assert_eq!(res[0].value, Some(2.0));
         assert_eq!(res[1].limit, "< 1000");
         assert_eq!(res[2].value, None);
+        let rel: Slo = "agents.connected_end == agents.configured".parse().unwrap();
+        r.agents.configured = 4;
+        r.agents.connected_end = 4;
+        let res = evaluate(&r, std::slice::from_ref(&rel));
+        assert!(res[0].passed);
+        assert_eq!(res[0].limit, "== agents.configured (4)");
+        r.agents.connected_end = 3;
+        assert!(!evaluate(&r, &[rel])[0].passed);
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! The scenarios shipped with pushsim (the files in `scenarios/`, compiled in).
 
 /// `(name, TOML source)` of every built-in scenario.
-pub const BUILTINS: &[(&str, &str)] = &[(
-    "wakeup-latency",
-    include_str!("../../../scenarios/wakeup-latency.toml"),
-)];
+pub const BUILTINS: &[(&str, &str)] = &[
+    (
+        "wakeup-latency",
+        include_str!("../../../scenarios/wakeup-latency.toml"),
+    ),
+    (
+        "reconnect-storm",
+        include_str!("../../../scenarios/reconnect-storm.toml"),
+    ),
+    ("no-push", include_str!("../../../scenarios/no-push.toml")),
+];
 
 /// The source of a built-in scenario.
 pub fn source(name: &str) -> Option<&'static str> {

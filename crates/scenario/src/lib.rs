@@ -8,6 +8,7 @@
 //! - [`model`]: the scenario structs and their defaults.
 //! - [`units`]: durations (`"30s"`) and rates (`"500/s"`) as they are written in files.
 //! - [`slo`]: SLO expressions (`"wakeups.lost == 0"`), parsed and evaluated against numbers.
+//! - [`sweep`]: the variants of a scenario that sweeps one key.
 //! - [`validate`]: the checks a scenario passes before a run.
 //! - [`load`]: reading a file or a built-in, errors with file:line:col.
 //! - [`builtin`]: the scenarios shipped in `scenarios/`.
@@ -16,6 +17,7 @@ pub mod builtin;
 pub mod load;
 pub mod model;
 pub mod slo;
+pub mod sweep;
 pub mod units;
 pub mod validate;
 
@@ -24,5 +26,5 @@ pub use model::{
     Agents, At, Backoff, BackoffPolicy, Broker, Every, Group, PortRole, Profile, ResolvedGroup,
     Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
 };
-pub use slo::{Op, Slo};
+pub use slo::{Limit, Op, Slo};
 pub use units::{Dur, Rate};

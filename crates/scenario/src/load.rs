@@ -47,27 +47,53 @@ pub enum ScenarioError {
     },
 }
 
-/// Loads a built-in by name, or a file by path; does not validate (overrides come first).
-pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
-    let path = Path::new(name_or_path);
+/// A scenario's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The TOML.
+    pub text: String,
+    /// `builtin:<name>` or the file path.
+    pub origin: String,
+    /// The built-in's name or the file stem.
+    pub name: String,
+}
+
+/// Finds a built-in by name, or reads a file by path.
+pub fn source(name_or_path: &str) -> Result<Source, ScenarioError> {
     if let Some(src) = builtin::source(name_or_path) {
-        return parse(src, &format!("builtin:{name_or_path}"), name_or_path);
+        return Ok(Source {
+            text: src.to_string(),
+            origin: format!("builtin:{name_or_path}"),
+            name: name_or_path.to_string(),
+        });
     }
+    let path = Path::new(name_or_path);
     if path.is_file() {
-        let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
             path: path.to_path_buf(),
             source,
         })?;
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
-            .unwrap_or("scenario");
-        return parse(&src, &path.display().to_string(), name);
+            .unwrap_or("scenario")
+            .to_string();
+        return Ok(Source {
+            text,
+            origin: path.display().to_string(),
+            name,
+        });
     }
     Err(ScenarioError::Unknown {
         name: name_or_path.to_string(),
         valid: builtin::names(),
     })
+}
+
+/// Loads a built-in by name, or a file by path; does not validate (overrides come first).
+pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+    let s = source(name_or_path)?;
+    parse(&s.text, &s.origin, &s.name)
 }
 
 /// Parses scenario TOML; `origin` names it in errors.

@@ -48,7 +48,8 @@ impl Op {
         }
     }
 
-    fn symbol(self) -> &'static str {
+    /// The operator as written.
+    pub fn symbol(self) -> &'static str {
         Op::ALL
             .iter()
             .find(|(_, o)| *o == self)
@@ -65,13 +66,46 @@ pub struct Slo {
     /// The comparison.
     pub op: Op,
     /// The limit, in the unit of the path (µs for durations).
-    pub limit: f64,
+    pub limit: Limit,
+}
+
+/// The right side of an SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    /// A number (durations already in µs).
+    Value(f64),
+    /// Another report.json path, e.g. `agents.configured`.
+    Path(String),
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Value(v) => write!(f, "{v}"),
+            Limit::Path(p) => f.write_str(p),
+        }
+    }
+}
+
+fn is_path(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.contains('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 impl Slo {
     /// The limit as written back (`< 250000`).
     pub fn limit_text(&self) -> String {
         format!("{} {}", self.op.symbol(), self.limit)
+    }
+
+    /// Every report.json path the SLO reads.
+    pub fn paths(&self) -> Vec<&str> {
+        match &self.limit {
+            Limit::Path(p) => vec![self.path.as_str(), p.as_str()],
+            Limit::Value(_) => vec![self.path.as_str()],
+        }
     }
 }
 
@@ -96,11 +130,14 @@ impl FromStr for Slo {
             return Err(bad("the left side must be a report.json path"));
         }
         let limit = match limit.parse::<f64>() {
-            Ok(v) if v.is_finite() => v,
+            Ok(v) if v.is_finite() => Limit::Value(v),
+            _ if is_path(limit) => Limit::Path(limit.to_string()),
             _ => limit
                 .parse::<Dur>()
-                .map(|d| d.as_us() as f64)
-                .map_err(|_| bad("the right side must be a number or a duration"))?,
+                .map(|d| Limit::Value(d.as_us() as f64))
+                .map_err(|_| {
+                    bad("the right side must be a number, a duration or a report.json path")
+                })?,
         };
         Ok(Slo {
             path: path.to_string(),
@@ -138,16 +175,24 @@ mod tests {
         let s: Slo = "wakeups.lost == 0".parse().unwrap();
         assert_eq!(
             (s.path.as_str(), s.op, s.limit),
-            ("wakeups.lost", Op::Eq, 0.0)
+            ("wakeups.lost", Op::Eq, Limit::Value(0.0))
         );
         let s: Slo = "latency_us.wakeup.p99 <= 250ms".parse().unwrap();
-        assert_eq!((s.op, s.limit), (Op::Le, 250_000.0));
+        assert_eq!((s.op, s.limit), (Op::Le, Limit::Value(250_000.0)));
         let s: Slo = "agents.connected_peak>=1000".parse().unwrap();
         assert_eq!(
             (s.path.as_str(), s.op, s.limit),
-            ("agents.connected_peak", Op::Ge, 1000.0)
+            ("agents.connected_peak", Op::Ge, Limit::Value(1000.0))
         );
         assert!(Op::Le.holds(1.0, 1.0) && !Op::Lt.holds(1.0, 1.0) && Op::Ne.holds(1.0, 2.0));
+    }
+
+    #[test]
+    fn another_path_as_the_limit() {
+        let s: Slo = "agents.connected_end == agents.configured".parse().unwrap();
+        assert_eq!(s.limit, Limit::Path("agents.configured".into()));
+        assert_eq!(s.paths(), vec!["agents.connected_end", "agents.configured"]);
+        assert_eq!(s.to_string().parse::<Slo>().unwrap(), s);
     }
 
     #[test]
