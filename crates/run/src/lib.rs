@@ -10,6 +10,7 @@
 //! - [`child`]: the child side: broker, edge and site entry points.
 //! - [`procstat`]: CPU and peak memory of a process from `/proc`.
 //! - [`observer`]: the progress interface the CLI implements (the run never prints).
+//! - `running`: the run's children while it runs: service lifecycle, sites, following them.
 //! - [`orchestrator`]: one run from scenario to report.
 
 pub mod child;
@@ -20,6 +21,7 @@ pub mod observer;
 pub mod orchestrator;
 pub mod plan;
 pub mod procstat;
+mod running;
 
 pub use observer::{Observer, Phase, Status};
 pub use orchestrator::{execute, Outcome, RunOptions};
