@@ -17,6 +17,7 @@ use rumqttc::{SubscribeReasonCode, TlsConfiguration, Transport};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::liveness::Liveness;
 use crate::policy::{agent_rng, Decision, Policy};
 use crate::site::Shared;
 
@@ -200,9 +201,9 @@ async fn listen(
     retry_at: Option<Instant>,
     stop: &mut watch::Receiver<bool>,
 ) -> End {
-    let pingresp_timeout = profile.pingresp_timeout.get();
-    let mut ping_deadline: Option<Instant> = None;
-    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let origin = Instant::now();
+    let mut liveness = Liveness::new(profile.pingresp_timeout.get());
+    let far = origin + Duration::from_secs(365 * 24 * 3600);
     loop {
         tokio::select! {
             r = ev.poll() => match r {
@@ -229,14 +230,12 @@ async fn listen(
                         lock(rec).subscribe_failed();
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::PingReq)) => {
-                    ping_deadline.get_or_insert(Instant::now() + pingresp_timeout);
-                }
-                Ok(Event::Incoming(Packet::PingResp)) => ping_deadline = None,
+                Ok(Event::Outgoing(Outgoing::PingReq)) => liveness.ping_sent(origin.elapsed()),
+                Ok(Event::Incoming(Packet::PingResp)) => liveness.pong(),
                 Ok(_) => {}
                 Err(e) => return End::Lost(e.to_string()),
             },
-            _ = tokio::time::sleep_until(ping_deadline.unwrap_or(far)), if ping_deadline.is_some() => {
+            _ = tokio::time::sleep_until(liveness.deadline().map(|d| origin + d).unwrap_or(far)), if liveness.deadline().is_some() => {
                 return End::PingrespTimeout;
             }
             _ = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {

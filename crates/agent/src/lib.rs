@@ -6,6 +6,7 @@
 //! - [`ids`]: agent ids (`agent-000001`) and how agents are dealt to sites.
 //! - [`identity`]: issuing each agent's client certificate and TLS configuration, once.
 //! - [`backoff`]: waits between failed connect rounds (every policy's formula).
+//! - [`liveness`]: dead-link detection by PINGRESP timeout (pure).
 //! - [`policy`]: the agent's connection decisions as a pure state machine.
 //! - [`checkin`]: replication check-ins over HTTP.
 //! - [`driver`]: one agent's connect / listen / reconnect loop over rumqttc.
@@ -16,6 +17,7 @@ pub mod checkin;
 pub mod driver;
 pub mod identity;
 pub mod ids;
+pub mod liveness;
 pub mod policy;
 pub mod site;
 
