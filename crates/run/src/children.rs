@@ -49,6 +49,9 @@ impl Child {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
+            // Its own process group: a terminal's Ctrl-C reaches only the orchestrator, which
+            // stops the children itself and still collects their measurements.
+            .process_group(0)
             .spawn()
             .map_err(|e| env_err(&role, format!("cannot start {}: {e}", exe.display())))?;
         let pid = proc.id().unwrap_or(0);
