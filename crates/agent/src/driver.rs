@@ -262,8 +262,12 @@ async fn replicate(
             _ = tokio::time::sleep(wait) => {}
             _ = stopped(&mut stop) => return,
         }
-        let r = c.check_in(index).await;
-        lock(&rec).checkin(r.ok().map(|d| d.as_micros() as u64));
+        // A task of its own: this loop, alive for the whole run in every agent, stays small.
+        let (c, rec) = (c.clone(), rec.clone());
+        tokio::spawn(async move {
+            let r = c.check_in(index).await;
+            lock(&rec).checkin(r.ok().map(|d| d.as_micros() as u64));
+        });
         wait = interval.mul_f64(rng.random_range(0.9..1.1));
     }
 }

@@ -103,6 +103,10 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     std::fs::write(&scenario_file, sc.to_toml())
         .map_err(|e| env(format!("{}: {e}", scenario_file.display())))?;
     let started_at = SystemTime::now();
+    // This process may have run other scenarios (a sweep): count its CPU from here, and reset its
+    // peak RSS (Linux: writing 5 to clear_refs resets VmHWM).
+    let cpu_before = procstat::myself().map(|(cpu, _)| cpu).unwrap_or(0.0);
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 
     opts.observer.phase(Phase::Starting("certificates".into()));
     let ca = Ca::generate().map_err(env)?;
@@ -167,7 +171,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
 
     // The timeline.
     run.mark_setup();
-    let setup_cpu_s = procstat::myself().map(|(cpu, _)| cpu).unwrap_or(0.0);
+    let setup_cpu_s = procstat::myself().map(|(cpu, _)| cpu - cpu_before).unwrap_or(0.0);
     let t0 = mono_ns() + 100_000_000;
     for s in &mut run.sites {
         s.send(&ToChild::Start { t0_ns: t0 }).await?;
@@ -271,7 +275,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             .collect()
     };
     let mut processes = collected.processes;
-    let (cpu_s, peak_rss_kb) = procstat::myself().unwrap_or((0.0, 0));
+    let (cpu_s, peak_rss_kb) = procstat::myself().map(|(cpu, rss)| (cpu - cpu_before, rss)).unwrap_or((0.0, 0));
     processes.insert(
         0,
         ProcessStats {
