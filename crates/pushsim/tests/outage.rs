@@ -3,47 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pushsim");
-
-async fn pushsim(args: &[&str], bound: Duration) -> (i32, String, String) {
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pushsim");
-    let out = tokio::time::timeout(bound, child.wait_with_output())
-        .await
-        .expect("pushsim did not finish in time")
-        .expect("pushsim output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| match k.parse::<usize>() {
-        Ok(i) => &v[i],
-        Err(_) => &v[k],
-    })
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    get(v, path)
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number at {path}: {}", get(v, path)))
-}
-
-fn f(v: &Value, path: &str) -> f64 {
-    get(v, path)
-        .as_f64()
-        .unwrap_or_else(|| panic!("no number at {path}: {}", get(v, path)))
-}
+use common::{f, get, n, report, run_scenario};
 
 const OUTAGE: &str = r#"
 description = "outage test: 300 agents, the service is killed and restarted"
@@ -75,22 +37,10 @@ drain = "10s"
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_and_restarted_service_every_agent_back_every_wakeup_accounted() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("outage.toml");
-    std::fs::write(&file, OUTAGE).unwrap();
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = pushsim(
-        &[
-            "scenario",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    )
-    .await;
+    let (code, stdout, stderr, out) =
+        run_scenario(dir.path(), "outage", OUTAGE, Duration::from_secs(120)).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r = report(&out.join("report.json"));
 
     // Everyone noticed the kill and came back.
     assert_eq!(n(&r, "agents.disconnects"), 300);
@@ -159,27 +109,15 @@ async fn killed_and_restarted_service_every_agent_back_every_wakeup_accounted() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_that_does_not_come_back_ends_the_run_with_exit_3_and_a_report() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("noreturn.toml");
     let src = "description = \"d\"\nduration = \"10s\"\n[service]\nstart_timeout = \"1ms\"\n[agents]\ncount = 20\n[[at]]\ntime = \"2s\"\ndo = \"service.restart\"\ndown = \"1s\"\n";
-    std::fs::write(&file, src).unwrap();
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = pushsim(
-        &[
-            "scenario",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    )
-    .await;
+    let (code, stdout, stderr, out) =
+        run_scenario(dir.path(), "noreturn", src, Duration::from_secs(60)).await;
     assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stderr.contains("the service did not come back within"),
         "{stderr}"
     );
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r = report(&out.join("report.json"));
     assert!(get(&r, "stopped_early")
         .as_str()
         .unwrap()
@@ -190,23 +128,11 @@ async fn a_service_that_does_not_come_back_ends_the_run_with_exit_3_and_a_report
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_service_reaches_agents_only_through_replication() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("nopush.toml");
     let src = "description = \"d\"\nduration = \"8s\"\n[service]\nreachable = false\n[agents]\ncount = 50\nreplication_interval = \"3s\"\nbackoff = { policy = \"fixed\", base = \"1s\" }\n[wakeups]\nbroadcast = [\"1s\"]\ndrain = \"1s\"\n";
-    std::fs::write(&file, src).unwrap();
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = pushsim(
-        &[
-            "scenario",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    )
-    .await;
+    let (code, stdout, stderr, out) =
+        run_scenario(dir.path(), "nopush", src, Duration::from_secs(60)).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r = report(&out.join("report.json"));
     assert_eq!(n(&r, "agents.connected_peak"), 0);
     assert!(
         n(&r, "agents.connect_failures") >= 50 * 5,

@@ -1,39 +1,11 @@
 //! The whole path as a user runs it: the pushsim binary, real child processes, TLS on loopback.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pushsim");
-
-/// Runs pushsim with `args`, bounded; returns (exit code, stdout, stderr).
-async fn pushsim(args: &[&str], bound: Duration) -> (i32, String, String) {
-    let child = tokio::process::Command::new(BIN)
-        .args(args)
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pushsim");
-    let out = tokio::time::timeout(bound, child.wait_with_output())
-        .await
-        .expect("pushsim did not finish in time")
-        .expect("pushsim output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    path.split('.')
-        .try_fold(v, |v, k| v.get(k))
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("report.json has no number at {path}"))
-}
+use common::{n, pushsim, report, run_scenario};
 
 const SPINE: &str = r#"
 description = "spine test: 300 agents, two broadcasts and a stream"
@@ -54,24 +26,12 @@ drain = "20s"
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hundred_agents_every_wakeup_accounted() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("spine.toml");
-    std::fs::write(&file, SPINE).unwrap();
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = pushsim(
-        &[
-            "scenario",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    )
-    .await;
+    let (code, stdout, stderr, out) =
+        run_scenario(dir.path(), "spine", SPINE, Duration::from_secs(120)).await;
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("PASS SLO wakeups.lost == 0"), "{stdout}");
 
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let r = report(&out.join("report.json"));
     assert_eq!(n(&r, "schema_version"), 1);
     assert_eq!(r["scenario"]["name"], "spine");
     assert_eq!(n(&r, "seed"), 7);
@@ -151,29 +111,13 @@ async fn three_hundred_agents_every_wakeup_accounted() {
 #[tokio::test]
 async fn a_failed_slo_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("strict.toml");
-    std::fs::write(
-        &file,
-        "description = \"d\"\nduration = \"2s\"\nslo = [\"agents.connected_peak > 5\"]\n[agents]\ncount = 5\n",
-    )
-    .unwrap();
-    let out = dir.path().join("run");
-    let (code, stdout, stderr) = pushsim(
-        &[
-            "scenario",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    )
-    .await;
+    let (code, stdout, stderr, out) = run_scenario(dir.path(), "strict", "description = \"d\"\nduration = \"2s\"\nslo = [\"agents.connected_peak > 5\"]\n[agents]\ncount = 5\n", Duration::from_secs(60)).await;
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stdout.contains("FAIL SLO agents.connected_peak > 5  (value 5)"),
         "{stdout}"
     );
-    assert!(Path::new(&out.join("report.json")).is_file());
+    assert!(out.join("report.json").is_file());
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pushsim");
+mod common;
+
+use common::BIN;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sweep_runs_every_value_and_compares_them() {

@@ -171,7 +171,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
 
     // The timeline.
     run.mark_setup();
-    let setup_cpu_s = procstat::myself().map(|(cpu, _)| cpu - cpu_before).unwrap_or(0.0);
+    let setup_cpu_s = procstat::myself()
+        .map(|(cpu, _)| cpu - cpu_before)
+        .unwrap_or(0.0);
     let t0 = mono_ns() + 100_000_000;
     for s in &mut run.sites {
         s.send(&ToChild::Start { t0_ns: t0 }).await?;
@@ -275,7 +277,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             .collect()
     };
     let mut processes = collected.processes;
-    let (cpu_s, peak_rss_kb) = procstat::myself().map(|(cpu, rss)| (cpu - cpu_before, rss)).unwrap_or((0.0, 0));
+    let (cpu_s, peak_rss_kb) = procstat::myself()
+        .map(|(cpu, rss)| (cpu - cpu_before, rss))
+        .unwrap_or((0.0, 0));
     processes.insert(
         0,
         ProcessStats {

@@ -428,37 +428,21 @@ impl Running {
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
         }
-        if let Some(rx) = self.site_rx.as_mut() {
-            let mut pending = self.sites.len();
-            let deadline = tokio::time::Instant::now() + COLLECT;
-            while pending > 0 {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some((i, Some(FromChild::Done(d))))) => {
-                        pending -= 1;
-                        for (g, r) in d.groups.into_iter().enumerate() {
-                            if let Some(slot) = c.groups.get_mut(g) {
-                                slot.connected += r.connected;
-                                slot.paths[0] += r.paths[0];
-                                slot.paths[1] += r.paths[1];
-                                slot.snapshots.push(r.snapshot);
-                            }
-                        }
-                        if let Some(site) = self.sites.get(i) {
-                            c.processes.push(site.stats());
-                        }
-                    }
-                    Ok(Some((i, None))) => {
-                        pending -= 1;
-                        tracing::warn!("site-{i} exited without its measurements");
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => {
-                        tracing::warn!("{pending} site(s) did not report their measurements within {COLLECT:?}");
-                        break;
-                    }
+        let sites = &self.sites;
+        collect_done("site", self.site_rx.as_mut(), sites.len(), |i, d| {
+            for (g, r) in d.groups.into_iter().enumerate() {
+                if let Some(slot) = c.groups.get_mut(g) {
+                    slot.connected += r.connected;
+                    slot.paths[0] += r.paths[0];
+                    slot.paths[1] += r.paths[1];
+                    slot.snapshots.push(r.snapshot);
                 }
             }
-        }
+            if let Some(site) = sites.get(i) {
+                c.processes.push(site.stats());
+            }
+        })
+        .await;
         for s in self.sites.drain(..) {
             s.finish(Duration::from_secs(5)).await;
         }
@@ -466,21 +450,11 @@ impl Running {
         for e in &mut procs.edges {
             let _ = e.send(&ToChild::Stop).await;
         }
-        if let Some(rx) = procs.edge_rx.as_mut() {
-            let mut pending = procs.edges.len();
-            let deadline = tokio::time::Instant::now() + COLLECT;
-            while pending > 0 {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some((_, Some(FromChild::Done(d))))) => {
-                        pending -= 1;
-                        add_edge_counts(&mut self.edge_counts, d.edge);
-                    }
-                    Ok(Some((_, None))) => pending -= 1,
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
+        let counts = &mut self.edge_counts;
+        collect_done("edge", procs.edge_rx.as_mut(), procs.edges.len(), |_, d| {
+            add_edge_counts(counts, d.edge)
+        })
+        .await;
         for e in procs.edges.drain(..) {
             c.processes.push(e.stats());
             e.finish(Duration::from_secs(5)).await;
@@ -497,5 +471,37 @@ impl Running {
         }
         c.edge = std::mem::take(&mut self.edge_counts);
         c
+    }
+}
+
+/// Hands every `Done` of `expected` children to `on_done`, at most [`COLLECT`] long; a child that
+/// exits without one is counted and named.
+async fn collect_done(
+    what: &str,
+    rx: Option<&mut mpsc::UnboundedReceiver<Event>>,
+    expected: usize,
+    mut on_done: impl FnMut(usize, Box<crate::ipc::Done>),
+) {
+    let Some(rx) = rx else { return };
+    let mut pending = expected;
+    let deadline = tokio::time::Instant::now() + COLLECT;
+    while pending > 0 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((i, Some(FromChild::Done(d))))) => {
+                pending -= 1;
+                on_done(i, d);
+            }
+            Ok(Some((i, None))) => {
+                pending -= 1;
+                tracing::warn!("{what}-{i} exited without its measurements");
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    "{pending} {what}(s) did not report their measurements within {COLLECT:?}"
+                );
+                return;
+            }
+        }
     }
 }
