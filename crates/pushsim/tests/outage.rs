@@ -143,10 +143,11 @@ async fn unreachable_service_reaches_agents_only_through_replication() {
         (50, 50),
         "no push reaches anyone"
     );
-    // Every agent checks in within its interval after the wake-up, and that answers it.
+    // Every agent checks in within its interval (3 s ± 10 %) after the wake-up, and that
+    // answers it; the rest of the bound is slack for a loaded machine.
     assert_eq!(n(&r, "latency_us.wakeup_to_checkin.count"), 50);
     assert!(
-        n(&r, "latency_us.wakeup_to_checkin.max") <= 3_400_000,
+        n(&r, "latency_us.wakeup_to_checkin.max") <= 4_000_000,
         "{}",
         n(&r, "latency_us.wakeup_to_checkin.max")
     );
