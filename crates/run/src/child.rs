@@ -98,6 +98,16 @@ async fn until_eof(cmds: &mut Commands) {
 }
 
 async fn run_broker(listeners: u32, agents: u32) -> Result<(), String> {
+    // rumqttd panics inside its listener tasks on some inputs and then refuses every later
+    // connect (a poisoned lock; rumqtt issue #1062 is one). A broker in that state would make
+    // the run's numbers meaningless: report the panic and end this process, so the run stops
+    // with exit 3 and says why.
+    std::panic::set_hook(Box::new(|info| {
+        emit(&FromChild::Error(format!(
+            "rumqttd panicked and cannot recover within this process: {info} (rumqttd 0.20; see rumqtt issue #1062)"
+        )));
+        std::process::exit(3);
+    }));
     let addrs = ports::free_ports(listeners as usize).map_err(|e| e.to_string())?;
     broker::start(broker::config(&addrs, agents as usize)).map_err(|e| e.to_string())?;
     broker::wait_ready(&addrs, BROKER_READY)

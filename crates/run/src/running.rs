@@ -409,8 +409,10 @@ impl Running {
                 ev = recv_opt(&mut self.service.edge_rx) => if let Some((i, None)) = ev {
                     return Some(Stop::Environment(format!("edge-{i} exited during the run")));
                 },
-                ev = recv_opt(&mut self.service.broker_rx) => if let Some((_, None)) = ev {
-                    return Some(Stop::Environment("rumqttd's process exited during the run".into()));
+                ev = recv_opt(&mut self.service.broker_rx) => match ev {
+                    Some((_, Some(FromChild::Error(e)))) => return Some(Stop::Environment(e)),
+                    Some((_, None)) => return Some(Stop::Environment("rumqttd's process exited during the run".into())),
+                    _ => {}
                 },
                 _ = tick.tick() => obs.status(status(&self.progress, t0, sent())),
             }

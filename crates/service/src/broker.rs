@@ -94,8 +94,16 @@ pub async fn wait_ready(listeners: &[SocketAddr], bound: Duration) -> Result<(),
 pub async fn probe(addr: SocketAddr, client_id: &str, bound: Duration) -> Result<(), ServiceError> {
     let start = Instant::now();
     let mut last = String::from("no attempt");
+    let mut attempt = 0u32;
     while start.elapsed() < bound {
-        let mut opts = rumqttc::MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        attempt += 1;
+        // A fresh client id per attempt: rumqttd 0.20 panics on a CONNECT that reuses the id of
+        // a connection whose set-up failed (rumqtt issue #1062), and its listener never recovers.
+        let mut opts = rumqttc::MqttOptions::new(
+            format!("{client_id}-{attempt}"),
+            addr.ip().to_string(),
+            addr.port(),
+        );
         opts.set_keep_alive(Duration::from_secs(5));
         let (client, mut ev) = rumqttc::AsyncClient::new(opts, 1);
         let mut net = rumqttc::NetworkOptions::new();
