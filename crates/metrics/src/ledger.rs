@@ -43,6 +43,16 @@ impl WakeupCounts {
     pub fn adds_up(&self) -> bool {
         self.delivered + self.late + self.lost == self.sent
     }
+
+    /// Adds another set of counts (disjoint wake-ups, e.g. another group's).
+    pub fn add(&mut self, o: &WakeupCounts) {
+        self.sent += o.sent;
+        self.delivered += o.delivered;
+        self.late += o.late;
+        self.lost += o.lost;
+        self.duplicate += o.duplicate;
+        self.unknown += o.unknown;
+    }
 }
 
 impl Ledger {

@@ -91,15 +91,6 @@ fn latencies(m: &Snapshot) -> Latencies {
     }
 }
 
-fn add_counts(a: &mut WakeupCounts, b: &WakeupCounts) {
-    a.sent += b.sent;
-    a.delivered += b.delivered;
-    a.late += b.late;
-    a.lost += b.lost;
-    a.duplicate += b.duplicate;
-    a.unknown += b.unknown;
-}
-
 /// Recovery figures of every outage (pure: from merged snapshots and the timeline).
 pub fn recovery(
     merged: &Snapshot,
@@ -178,7 +169,7 @@ impl RunReport {
         let mut connected_end = 0;
         let mut groups = BTreeMap::new();
         for g in &i.groups {
-            add_counts(&mut wakeups, &g.wakeups);
+            wakeups.add(&g.wakeups);
             let p = Paths {
                 primary: g.paths[0],
                 fallback: g.paths[1],
