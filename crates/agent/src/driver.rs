@@ -88,7 +88,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
         _ = sleep_until_ns(run.start_ns) => {}
         _ = stopped(&mut stop) => return,
     }
-    let Some(profile) = shared.profiles.get(run.group).cloned() else {
+    let Some(profile) = shared.profiles.get(run.group) else {
         return;
     };
     let Some(rec) = shared.recorders.get(run.group).cloned() else {
@@ -105,8 +105,8 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
         ));
     }
     let topic = topic(&run.id);
-    let mut policy = Policy::new(&profile, shared.seed, run.index);
-    let (client, mut ev) = AsyncClient::new(options(&shared, &run, &profile, PortRole::Primary), 4);
+    let mut policy = Policy::new(profile, shared.seed, run.index);
+    let (client, mut ev) = AsyncClient::new(options(&shared, &run, profile, PortRole::Primary), 4);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
@@ -127,7 +127,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
             }
             Decision::Connect(role) => role,
         };
-        ev.mqtt_options = options(&shared, &run, &profile, role);
+        ev.mqtt_options = options(&shared, &run, profile, role);
         let start = mono_ns();
         lock(&rec).connect_attempt();
         let attempt = tokio::select! {
@@ -156,7 +156,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
                 + at.saturating_sub(Duration::from_nanos(now.saturating_sub(shared.t0_ns)))
         });
         let end = listen(
-            &mut ev, &rec, &shared, &run, &profile, &mut cold, retry_at, &mut stop,
+            &mut ev, &rec, &shared, &run, profile, &mut cold, retry_at, &mut stop,
         )
         .await;
         let now = mono_ns();

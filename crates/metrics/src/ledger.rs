@@ -77,11 +77,6 @@ impl Ledger {
         self.sent.is_empty()
     }
 
-    /// The wake-up with sequence number `seq`.
-    pub fn get(&self, seq: u64) -> Option<&Sent> {
-        self.sent.get(usize::try_from(seq).ok()?)
-    }
-
     /// Classifies every sent wake-up exactly once from the first receipts of all processes.
     /// `duplicates` are the duplicates the processes counted themselves.
     pub fn classify<'a>(

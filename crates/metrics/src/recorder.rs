@@ -85,7 +85,6 @@ pub struct Recorder {
     t0_ns: u64,
     snap: Snapshot,
     seen: HashSet<u64>,
-    connected: u64,
     paths: [u64; 2],
 }
 
@@ -105,7 +104,6 @@ impl Recorder {
             t0_ns,
             snap: Snapshot::default(),
             seen: HashSet::new(),
-            connected: 0,
             paths: [0; 2],
         }
     }
@@ -133,7 +131,6 @@ impl Recorder {
     pub fn connected(&mut self, start_ns: u64, now_ns: u64, path: usize, lost_ns: Option<u64>) {
         self.snap.connect.record(elapsed_us(start_ns, now_ns));
         self.snap.timeline.at(self.t0_ns, now_ns).connects += 1;
-        self.connected += 1;
         if let Some(p) = self.paths.get_mut(path) {
             *p += 1;
         }
@@ -160,7 +157,6 @@ impl Recorder {
             self.snap.counters.disconnects += 1;
         }
         self.snap.timeline.at(self.t0_ns, now_ns).disconnects += 1;
-        self.connected = self.connected.saturating_sub(1);
         if let Some(p) = self.paths.get_mut(path) {
             *p = p.saturating_sub(1);
         }
@@ -173,14 +169,9 @@ impl Recorder {
     pub fn outage(&mut self, at_ns: u64) {
         self.snap.outages.push(Outage {
             at_ns,
-            connected_before: self.connected,
+            connected_before: self.connected_now(),
             back: Histo::new(),
         });
-    }
-
-    /// When the latest outage began, if one did.
-    pub fn last_outage_ns(&self) -> Option<u64> {
-        self.snap.outages.last().map(|o| o.at_ns)
     }
 
     /// An agent left its fallback connection to retry the primary.
@@ -252,7 +243,7 @@ impl Recorder {
 
     /// Agents connected now.
     pub fn connected_now(&self) -> u64 {
-        self.connected
+        self.paths.iter().sum()
     }
 
     /// Distinct wake-ups received so far.

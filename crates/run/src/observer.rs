@@ -40,11 +40,3 @@ pub trait Observer: Send + Sync {
     /// Live figures.
     fn status(&self, status: Status);
 }
-
-/// Shows nothing (tests, benches).
-pub struct Silent;
-
-impl Observer for Silent {
-    fn phase(&self, _: Phase) {}
-    fn status(&self, _: Status) {}
-}
