@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`model`]: the scenario structs and their defaults.
 //! - [`units`]: durations (`"30s"`) and rates (`"500/s"`) as they are written in files.
+//! - [`network`]: the middlebox's fault rules (`[network]`) and their typed faults.
 //! - [`slo`]: SLO expressions (`"wakeups.lost == 0"`), parsed and evaluated against numbers.
 //! - [`sweep`]: the variants of a scenario that sweeps one key.
 //! - [`validate`]: the checks a scenario passes before a run.
@@ -16,6 +17,7 @@
 pub mod builtin;
 pub mod load;
 pub mod model;
+pub mod network;
 pub mod slo;
 pub mod sweep;
 pub mod units;
@@ -26,5 +28,6 @@ pub use model::{
     Agents, At, Backoff, BackoffPolicy, Broker, Every, Group, PortRole, Profile, ResolvedGroup,
     Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
 };
+pub use network::{Direction, Fault, IdleMode, NetRule, Network, OverLimit};
 pub use slo::{Limit, Op, Slo};
 pub use units::{Dur, Rate};

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::Network;
 use crate::slo::Slo;
 use crate::units::{Dur, Rate};
 
@@ -32,6 +33,9 @@ pub struct Scenario {
     /// The wake-up calls the console pushes.
     #[serde(default)]
     pub wakeups: Wakeups,
+    /// The network path: the middlebox's fault rules.
+    #[serde(default)]
+    pub network: Network,
     /// Agent groups, each with its own settings; without any, `agents.count` agents form one
     /// group named `all`.
     #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]

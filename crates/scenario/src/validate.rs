@@ -18,12 +18,19 @@ pub struct Invalid {
     pub allowed: String,
 }
 
-fn invalid(key: &str, value: impl ToString, allowed: &str) -> Invalid {
-    Invalid {
-        key: key.into(),
-        value: value.to_string(),
-        allowed: allowed.into(),
+impl Invalid {
+    /// `key = value: allowed`.
+    pub fn new(key: &str, value: impl ToString, allowed: &str) -> Self {
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
     }
+}
+
+fn invalid(key: &str, value: impl ToString, allowed: &str) -> Invalid {
+    Invalid::new(key, value, allowed)
 }
 
 /// The largest run a scenario may ask for (agents).
@@ -321,6 +328,8 @@ impl Scenario {
             ));
         }
         self.validate_timeline(&mut errs);
+        let names: Vec<String> = self.resolved_groups().into_iter().map(|g| g.name).collect();
+        self.network.check(self.duration, &names, &mut errs);
         if let Some(sw) = &self.sweep {
             if sw.key.trim().is_empty() || sw.key == "sweep" || sw.key.starts_with("sweep.") {
                 errs.push(invalid(

@@ -1,0 +1,18 @@
+//! The middlebox: a fault-injecting TCP proxy between agents and the service, standing for the
+//! firewalls, NATs and load balancers on a real path.
+//!
+//! A rule looks at a new connection, a chunk or the time and returns a verdict (pass, delay,
+//! hold, drop, reset, close, forget); the first rule that is not pass decides. Rules switch on
+//! and off at times of the run, apply to open and new connections, per port role and group, per
+//! direction, with a toxicity probability. The proxy reports, per connection, when a rule broke
+//! it and when its agent noticed, so detection time is exact.
+//!
+//! # Layout
+//! - [`rule`]: rules and verdicts, pure (no sockets, no clock).
+//! - [`proxy`]: the TCP proxy that carries verdicts out.
+
+pub mod proxy;
+pub mod rule;
+
+pub use proxy::{Counts, Events, Middlebox, NoEvents, Tag};
+pub use rule::{Rule, RuleSet, Verdict};
