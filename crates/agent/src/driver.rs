@@ -43,7 +43,7 @@ fn path(role: PortRole) -> usize {
 }
 
 fn options(shared: &Shared, run: &AgentRun, profile: &Profile, role: PortRole) -> MqttOptions {
-    let target = shared.targets[path(role)];
+    let target = shared.targets[run.group][path(role)];
     let mut o = MqttOptions::new(run.id.clone(), shared.server_name.clone(), target.port());
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         run.tls.clone(),
@@ -114,6 +114,8 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
     ev.set_network_options(net);
     let mut cold = true;
     let mut lost_ns: Option<u64> = None;
+    let mut first_attempt: Option<u64> = None;
+    let mut first_done = false;
     let mut decision = policy.decide();
     loop {
         let role = match decision {
@@ -129,6 +131,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
         };
         ev.mqtt_options = options(&shared, &run, profile, role);
         let start = mono_ns();
+        first_attempt.get_or_insert(start);
         lock(&rec).connect_attempt();
         let attempt = tokio::select! {
             r = tokio::time::timeout(profile.connect_timeout.get(), ev.poll()) => r,
@@ -143,7 +146,14 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
             decision = policy.connect_failed();
             continue;
         }
-        lock(&rec).connected(start, now, path(role), lost_ns.take());
+        {
+            let mut r = lock(&rec);
+            r.connected(start, now, path(role), lost_ns.take());
+            if !first_done {
+                r.first_connected(first_attempt.unwrap_or(start), now);
+                first_done = true;
+            }
+        }
         policy.connected(role, Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
         if client
             .try_subscribe(topic.clone(), QoS::AtLeastOnce)

@@ -11,6 +11,7 @@
 //! - [`checkin`]: replication check-ins over HTTP.
 //! - [`driver`]: one agent's connect / listen / reconnect loop over rumqttc.
 //! - [`site`]: starting, observing and stopping a site's agents.
+//! - [`path`]: the site's middlebox (one listener per group and role) and its events.
 
 pub mod backoff;
 pub mod checkin;
@@ -18,6 +19,7 @@ pub mod driver;
 pub mod identity;
 pub mod ids;
 pub mod liveness;
+pub mod path;
 pub mod policy;
 pub mod site;
 

@@ -11,6 +11,8 @@ use tokio::task::JoinSet;
 
 use crate::checkin::Checkin;
 use crate::driver::{self, AgentRun};
+use crate::path::{PathResult, SitePath};
+use pushsim_netfault::RuleSet;
 
 /// What every agent of a site shares.
 #[derive(Debug, Clone)]
@@ -25,11 +27,14 @@ pub struct SiteConfig {
     pub checkin: Option<SocketAddr>,
     /// The run's seed.
     pub seed: u64,
+    /// Fault rules of a middlebox between the agents and the service (none: direct).
+    pub network: Option<RuleSet>,
 }
 
 /// What the agents of a site share while running.
 pub struct Shared {
-    pub(crate) targets: [SocketAddr; 2],
+    /// Endpoints per group (through the middlebox when there is one).
+    pub(crate) targets: Vec<[SocketAddr; 2]>,
     pub(crate) server_name: String,
     pub(crate) profiles: Vec<Profile>,
     pub(crate) recorders: Vec<Arc<Mutex<Recorder>>>,
@@ -84,6 +89,7 @@ pub struct GroupResult {
 /// A running site.
 pub struct Site {
     shared: Arc<Shared>,
+    path: Option<SitePath>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -93,16 +99,27 @@ fn lock(rec: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
 }
 
 impl Site {
-    /// Starts `agents` against `cfg`, recording against run start `t0_ns`. Must be called inside
-    /// a tokio runtime.
-    pub fn start(cfg: SiteConfig, agents: Vec<AgentRun>, t0_ns: u64) -> Self {
-        let recorders = cfg
+    /// Starts `agents` against `cfg`, recording against run start `t0_ns` (the middlebox's
+    /// listeners first, when there is one). Must be called inside a tokio runtime.
+    pub async fn start(
+        cfg: SiteConfig,
+        agents: Vec<AgentRun>,
+        t0_ns: u64,
+    ) -> std::io::Result<Self> {
+        let recorders: Vec<_> = cfg
             .profiles
             .iter()
             .map(|_| Arc::new(Mutex::new(Recorder::new(t0_ns))))
             .collect();
+        let (path, targets) = match cfg.network {
+            Some(rules) => {
+                let (p, t) = SitePath::start(rules, recorders.clone(), cfg.targets).await?;
+                (Some(p), t)
+            }
+            None => (None, vec![cfg.targets; recorders.len()]),
+        };
         let shared = Arc::new(Shared {
-            targets: cfg.targets,
+            targets,
             server_name: cfg.server_name,
             profiles: cfg.profiles,
             recorders,
@@ -116,10 +133,18 @@ impl Site {
         for a in agents {
             tasks.spawn(driver::run(shared.clone(), a, stop_rx.clone()));
         }
-        Self {
+        Ok(Self {
             shared,
+            path,
             stop,
             tasks,
+        })
+    }
+
+    /// Replaces the middlebox's rules (no effect without one).
+    pub fn set_rules(&self, rules: Vec<pushsim_netfault::Rule>) {
+        if let Some(p) = &self.path {
+            p.set_rules(rules);
         }
     }
 
@@ -147,8 +172,9 @@ impl Site {
         }
     }
 
-    /// Stops every agent (MQTT DISCONNECT, bounded) and returns what each group measured.
-    pub async fn stop(mut self) -> Vec<GroupResult> {
+    /// Stops every agent (MQTT DISCONNECT, bounded), then the middlebox; returns what each group
+    /// measured and what the middlebox did.
+    pub async fn stop(mut self) -> (Vec<GroupResult>, Option<PathResult>) {
         let at_stop: Vec<(u64, [u64; 2])> = self
             .shared
             .recorders
@@ -160,7 +186,9 @@ impl Site {
             .collect();
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        self.shared
+        let path = self.path.as_ref().map(|p| p.stop());
+        let groups = self
+            .shared
             .recorders
             .iter()
             .zip(at_stop)
@@ -169,6 +197,7 @@ impl Site {
                 connected,
                 paths,
             })
-            .collect()
+            .collect();
+        (groups, path)
     }
 }

@@ -38,6 +38,9 @@ pub struct Counters {
     pub pingresp_timeouts: u64,
     /// Check-ins that failed.
     pub checkin_failures: u64,
+    /// Connections broken by a middlebox fault rule.
+    #[serde(default)]
+    pub drops: u64,
 }
 
 /// Reconnection after one service outage, as seen by one process.
@@ -57,6 +60,9 @@ pub struct Outage {
 pub struct Snapshot {
     /// TCP + TLS + CONNACK time of successful connects.
     pub connect: Histo,
+    /// Per agent, from its first connect attempt to its first CONNACK (on whichever endpoint).
+    #[serde(default)]
+    pub first_connect: Histo,
     /// Wake-up latency of every agent's later (warm) wake-ups.
     pub wakeup: Histo,
     /// Wake-up latency of every agent's first wake-up (cold).
@@ -163,6 +169,25 @@ impl Recorder {
         if let Some(down) = path_down_ns {
             self.snap.detect.record(elapsed_us(down, now_ns));
         }
+    }
+
+    /// An agent that began trying at `first_attempt_ns` got its first CONNACK at `now_ns`.
+    pub fn first_connected(&mut self, first_attempt_ns: u64, now_ns: u64) {
+        self.snap
+            .first_connect
+            .record(elapsed_us(first_attempt_ns, now_ns));
+    }
+
+    /// The middlebox broke a connection at `at_ns`.
+    pub fn dropped(&mut self, at_ns: u64) {
+        self.snap.counters.drops += 1;
+        self.snap.timeline.at(self.t0_ns, at_ns).drops += 1;
+    }
+
+    /// An agent gave up on (or was told of) a connection the middlebox broke at `hit_ns`, at
+    /// `now_ns`: a detection time.
+    pub fn drop_noticed(&mut self, hit_ns: u64, now_ns: u64) {
+        self.snap.detect.record(elapsed_us(hit_ns, now_ns));
     }
 
     /// An outage began at `at_ns` (the service was killed or stopped).

@@ -14,6 +14,7 @@ impl Counters {
         self.primary_retries += o.primary_retries;
         self.pingresp_timeouts += o.pingresp_timeouts;
         self.checkin_failures += o.checkin_failures;
+        self.drops += o.drops;
     }
 }
 
@@ -21,6 +22,7 @@ impl Snapshot {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Snapshot) {
         self.connect.add(&other.connect);
+        self.first_connect.add(&other.first_connect);
         self.wakeup.add(&other.wakeup);
         self.wakeup_cold.add(&other.wakeup_cold);
         self.detect.add(&other.detect);

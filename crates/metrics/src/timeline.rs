@@ -15,6 +15,9 @@ pub struct Bucket {
     pub wakeups_sent: u64,
     /// Wake-ups received for the first time.
     pub wakeups_delivered: u64,
+    /// Connections the middlebox broke (held, forgotten, closed or reset by a fault rule).
+    #[serde(default)]
+    pub drops: u64,
 }
 
 impl Bucket {
@@ -24,6 +27,7 @@ impl Bucket {
         self.connect_failures += o.connect_failures;
         self.wakeups_sent += o.wakeups_sent;
         self.wakeups_delivered += o.wakeups_delivered;
+        self.drops += o.drops;
     }
 }
 

@@ -10,9 +10,11 @@
 //! # Layout
 //! - [`rule`]: rules and verdicts, pure (no sockets, no clock).
 //! - [`proxy`]: the TCP proxy that carries verdicts out.
+//! - [`scenario`]: a scenario's `[network]` as rules on the run clock.
 
 pub mod proxy;
 pub mod rule;
+pub mod scenario;
 
 pub use proxy::{Counts, Events, Middlebox, NoEvents, Tag};
 pub use rule::{Rule, RuleSet, Verdict};

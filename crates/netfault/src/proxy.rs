@@ -70,7 +70,8 @@ pub struct Counts {
     pub swallowed: u64,
     /// Upstream connects that failed.
     pub upstream_failures: u64,
-    /// Open now.
+    /// Open now (live only: not carried in reports, where it would be a race with the stop).
+    #[serde(skip)]
     pub open: u64,
 }
 

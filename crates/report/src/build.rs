@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use pushsim_metrics::{Snapshot, WakeupCounts};
-use pushsim_scenario::Scenario;
+use pushsim_scenario::{Network, Scenario};
 
 use crate::model::*;
 use crate::slo;
@@ -60,6 +60,12 @@ pub struct Inputs<'a> {
     pub processes: Vec<ProcessStats>,
     /// Edge counters summed over edge processes.
     pub edge: BTreeMap<String, u64>,
+    /// The network as run (the rules the middlebox applied).
+    pub network: &'a Network,
+    /// Connections hit per rule id, summed over sites.
+    pub fault_hits: BTreeMap<u32, u64>,
+    /// Middlebox counters summed over sites.
+    pub middlebox: BTreeMap<String, u64>,
 }
 
 fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCounts {
@@ -76,12 +82,32 @@ fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCount
         primary_retries: c.primary_retries,
         pingresp_timeouts: c.pingresp_timeouts,
         checkin_failures: c.checkin_failures,
+        drops: c.drops,
     }
+}
+
+/// The fault rules of `net` with the connections each hit (`hits` by rule id).
+pub fn faults(net: &Network, hits: &BTreeMap<u32, u64>) -> Vec<FaultReport> {
+    net.entries()
+        .into_iter()
+        .enumerate()
+        .map(|(id, (role, name, r))| FaultReport {
+            name,
+            kind: r.fault.clone(),
+            target: format!("{role:?}").to_lowercase(),
+            direction: format!("{:?}", r.direction).to_lowercase(),
+            groups: r.groups.clone(),
+            at_s: r.at.get().as_secs_f64(),
+            until_s: r.until.map(|u| u.get().as_secs_f64()),
+            connections_hit: hits.get(&(id as u32)).copied().unwrap_or(0),
+        })
+        .collect()
 }
 
 fn latencies(m: &Snapshot) -> Latencies {
     Latencies {
         connect: m.connect.summary(),
+        first_connect: m.first_connect.summary(),
         wakeup: m.wakeup.summary(),
         wakeup_cold: m.wakeup_cold.summary(),
         detect: m.detect.summary(),
@@ -162,6 +188,7 @@ impl RunReport {
                 connect_failures: b.connect_failures,
                 wakeups_sent: b.wakeups_sent,
                 wakeups_delivered: b.wakeups_delivered,
+                drops: b.drops,
             })
             .collect();
         let mut wakeups = WakeupCounts::default();
@@ -209,6 +236,8 @@ impl RunReport {
             slos: Vec::new(),
             processes: i.processes,
             edge: i.edge,
+            faults: faults(i.network, &i.fault_hits),
+            middlebox: i.middlebox,
             timeline,
         };
         r.slos = slo::evaluate(&r, &i.scenario.slo);

@@ -45,6 +45,12 @@ pub struct RunReport {
     pub processes: Vec<ProcessStats>,
     /// Edge counters (TLS handshakes, failures).
     pub edge: BTreeMap<String, u64>,
+    /// The middlebox's fault rules and what each hit.
+    #[serde(default)]
+    pub faults: Vec<FaultReport>,
+    /// Middlebox counters summed over sites (empty without a middlebox).
+    #[serde(default)]
+    pub middlebox: BTreeMap<String, u64>,
     /// Per-second timeline.
     pub timeline: Vec<TimelinePoint>,
 }
@@ -98,6 +104,30 @@ pub struct AgentCounts {
     pub pingresp_timeouts: u64,
     /// Check-ins that failed.
     pub checkin_failures: u64,
+    /// Connections the middlebox broke (held, forgotten, closed or reset by a fault rule).
+    #[serde(default)]
+    pub drops: u64,
+}
+
+/// One fault rule of the middlebox.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultReport {
+    /// Its name.
+    pub name: String,
+    /// The fault kind (`idle_drop`, `refuse`, ...).
+    pub kind: String,
+    /// The port role it stands on (`primary`, `fallback`).
+    pub target: String,
+    /// Which direction it looks at (`both`, `up`, `down`).
+    pub direction: String,
+    /// The groups it is limited to (empty: all).
+    pub groups: Vec<String>,
+    /// When it switched on, s from the run start.
+    pub at_s: f64,
+    /// When it switched off (none: it stayed on).
+    pub until_s: Option<f64>,
+    /// Connections it hit (a new connection it decided, or an open one it acted on).
+    pub connections_hit: u64,
 }
 
 /// Agents connected at the end, by endpoint.
@@ -155,6 +185,10 @@ pub struct Recovery {
 pub struct Latencies {
     /// TCP + TLS + CONNACK.
     pub connect: Summary,
+    /// Per agent, from its first connect attempt to its first CONNACK, on whichever endpoint
+    /// (time to connected, fallback included).
+    #[serde(default)]
+    pub first_connect: Summary,
     /// Warm wake-ups: every wake-up after an agent's first.
     pub wakeup: Summary,
     /// Cold wake-ups: each agent's first.
@@ -216,4 +250,7 @@ pub struct TimelinePoint {
     pub wakeups_sent: u64,
     /// Wake-ups received (first receipt) during it.
     pub wakeups_delivered: u64,
+    /// Connections the middlebox broke during it.
+    #[serde(default)]
+    pub drops: u64,
 }

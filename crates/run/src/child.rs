@@ -9,6 +9,7 @@ use std::time::Duration;
 use pushsim_agent::driver::AgentRun;
 use pushsim_agent::ids::{agent_id, start_offset_ns};
 use pushsim_agent::{identity, Site, SiteConfig};
+use pushsim_netfault::RuleSet;
 use pushsim_pki::files;
 use pushsim_pki::tls::{server_config, ClientTls};
 use pushsim_service::edge::{Edge, EdgeConfig};
@@ -187,6 +188,10 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         profiles: spec.profiles.clone(),
         checkin: spec.checkin,
         seed: spec.seed,
+        network: spec.network.as_ref().map(|n| RuleSet {
+            rules: pushsim_netfault::scenario::rules(n, &spec.group_names, t0_ns),
+            seed: spec.seed,
+        }),
     };
     let runs = spec
         .agents
@@ -200,7 +205,9 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
             group: usize::from(group),
         })
         .collect();
-    let site = Site::start(cfg, runs, t0_ns);
+    let site = Site::start(cfg, runs, t0_ns)
+        .await
+        .map_err(|e| format!("middlebox: cannot listen on loopback: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -216,8 +223,12 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
             _ = tick.tick() => emit(&FromChild::Progress(site.progress())),
         }
     }
-    let groups = site.stop().await;
-    emit(&FromChild::Done(Box::new(Done { groups, edge: None })));
+    let (groups, path) = site.stop().await;
+    emit(&FromChild::Done(Box::new(Done {
+        groups,
+        edge: None,
+        path,
+    })));
     until_eof(&mut cmds).await;
     Ok(())
 }

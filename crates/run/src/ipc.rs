@@ -5,10 +5,11 @@
 
 use std::net::SocketAddr;
 
+use pushsim_agent::path::PathResult;
 use pushsim_agent::site::GroupResult;
 use pushsim_agent::SiteProgress;
 use pushsim_pki::files::PkiPaths;
-use pushsim_scenario::Profile;
+use pushsim_scenario::{Network, Profile};
 use pushsim_service::edge::EdgeCounts;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,10 @@ pub struct SiteSpec {
     pub ramp_per_sec: f64,
     /// The run's PKI files.
     pub pki: PkiPaths,
+    /// The middlebox's rules, when agents go through one.
+    pub network: Option<Network>,
+    /// Group names (rules name groups).
+    pub group_names: Vec<String>,
 }
 
 /// Commands after the spec.
@@ -130,4 +135,7 @@ pub struct Done {
     pub groups: Vec<GroupResult>,
     /// An edge's counters.
     pub edge: Option<EdgeCounts>,
+    /// A site's middlebox.
+    #[serde(default)]
+    pub path: Option<PathResult>,
 }

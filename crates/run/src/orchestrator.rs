@@ -24,7 +24,7 @@ use pushsim_pki::{files, Ca};
 use pushsim_report::build::{GroupInput, Inputs, OutageEvent};
 use pushsim_report::model::Plan as ReportPlan;
 use pushsim_report::{render, ProcessStats, RunReport};
-use pushsim_scenario::Scenario;
+use pushsim_scenario::{NetRule, Network, Scenario};
 use tokio::sync::watch;
 
 use crate::ipc::ToChild;
@@ -89,14 +89,14 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let nofile = limits::raise_nofile();
     let listeners =
         (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
-    let plan = plan::make(
+    let network = effective_network(&sc);
+    let needs = plan::Needs {
         agents,
-        nofile,
-        limits::ephemeral_ports(),
-        opts.sites,
+        middlebox: network.in_path(),
+        sites: opts.sites,
         listeners,
-    )
-    .map_err(|e| env(e.0))?;
+    };
+    let plan = plan::make(needs, nofile, limits::ephemeral_ports()).map_err(|e| env(e.0))?;
     std::fs::create_dir_all(&opts.dir)
         .map_err(|e| env(format!("cannot create {}: {e}", opts.dir.display())))?;
     let scenario_file = opts.dir.join("scenario.toml");
@@ -159,15 +159,16 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         "{} site process(es), issuing {agents} agent certificates",
         plan.sites
     )));
-    let targets = if sc.service.reachable {
-        [primary, fallback]
-    } else {
-        // Nothing listens there: every connect is refused, as on a blocked path.
-        let closed = pushsim_service::ports::free_ports(2).map_err(env)?;
-        [closed[0], closed[1]]
-    };
-    run.start_sites(&sc, &groups, &group_of, targets, checkin_addr)
-        .await?;
+    let path = network.in_path().then_some(&network);
+    run.start_sites(
+        &sc,
+        &groups,
+        path,
+        &group_of,
+        [primary, fallback],
+        checkin_addr,
+    )
+    .await?;
 
     // The timeline.
     run.mark_setup();
@@ -319,6 +320,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         outages,
         processes,
         edge: collected.edge,
+        network: &network,
+        fault_hits: collected.fault_hits,
+        middlebox: collected.middlebox,
     });
     let all = {
         let mut m = Snapshot::default();
@@ -354,6 +358,23 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         interrupted,
         environment,
     })
+}
+
+/// The network the run applies: the scenario's rules, plus a `refuse` on both roles when the
+/// service is unreachable (`service.reachable = false`: a blocked path from the start).
+fn effective_network(sc: &Scenario) -> Network {
+    let mut n = sc.network.clone();
+    if !sc.service.reachable {
+        for (list, name) in [
+            (&mut n.primary, "unreachable.primary"),
+            (&mut n.fallback, "unreachable.fallback"),
+        ] {
+            let mut r = NetRule::new("refuse");
+            r.name = Some(name.into());
+            list.insert(0, r);
+        }
+    }
+    n
 }
 
 fn plan_wakeups(sc: &Scenario) -> Schedule {

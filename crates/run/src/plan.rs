@@ -1,7 +1,7 @@
 //! How a run is laid out over processes, from the open-files limit (pure).
 //!
-//! Per agent: one socket in its site, two in the edge (agent side and rumqttd side), one in
-//! rumqttd. rumqttd cannot be split, so it bounds a single machine's run; sites and edges split.
+//! Per agent: one socket in its site (three with the middlebox: the agent's, and the middlebox's
+//! two), two in the edge (agent side and rumqttd side), one in rumqttd. rumqttd cannot be split, so it bounds a single machine's run; sites and edges split.
 
 use std::fmt;
 
@@ -36,15 +36,28 @@ pub fn max_agents(nofile: u64) -> u64 {
     nofile.saturating_sub(RESERVE_FDS)
 }
 
-/// The layout for `agents` agents under `nofile` open files per process and `ephemeral`
-/// ephemeral ports per destination; `sites` and `listeners` override the computed counts.
-pub fn make(
-    agents: u32,
-    nofile: u64,
-    ephemeral: u64,
-    sites: Option<u32>,
-    listeners: Option<u32>,
-) -> Result<Plan, DoesNotFit> {
+/// What the run needs of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Agents.
+    pub agents: u32,
+    /// Whether agents go through a middlebox in their site (three sockets per agent there).
+    pub middlebox: bool,
+    /// Site processes asked for (default: as the open-files limit requires).
+    pub sites: Option<u32>,
+    /// rumqttd listeners asked for (default: sized to the run).
+    pub listeners: Option<u32>,
+}
+
+/// The layout for `needs` under `nofile` open files per process and `ephemeral` ephemeral ports
+/// per destination.
+pub fn make(needs: Needs, nofile: u64, ephemeral: u64) -> Result<Plan, DoesNotFit> {
+    let Needs {
+        agents,
+        middlebox,
+        sites,
+        listeners,
+    } = needs;
     let a = u64::from(agents);
     if nofile < 1024 {
         return Err(DoesNotFit(format!(
@@ -69,7 +82,8 @@ pub fn make(
             ephemeral.saturating_sub(port_margin)
         )));
     }
-    let needed_sites = a.div_ceil(budget).max(1) as u32;
+    let per_agent = if middlebox { 3 } else { 1 };
+    let needed_sites = (per_agent * a).div_ceil(budget).max(1) as u32;
     let sites = match sites {
         Some(s) if s < needed_sites => {
             return Err(DoesNotFit(format!(
@@ -96,34 +110,55 @@ mod tests {
 
     const EPH: u64 = 28_232;
 
+    fn needs(agents: u32, sites: Option<u32>, listeners: Option<u32>) -> Needs {
+        Needs {
+            agents,
+            middlebox: false,
+            sites,
+            listeners,
+        }
+    }
+
+    #[test]
+    fn the_middlebox_triples_a_sites_sockets() {
+        let n = Needs {
+            middlebox: true,
+            ..needs(10_000, None, None)
+        };
+        assert_eq!(make(n, 20_000, EPH).unwrap().sites, 2);
+    }
+
     #[test]
     fn small_runs_use_one_of_each() {
-        let p = make(1_000, 20_000, EPH, None, None).unwrap();
+        let p = make(needs(1_000, None, None), 20_000, EPH).unwrap();
         assert_eq!((p.sites, p.edges, p.broker_listeners), (1, 1, 2));
     }
 
     #[test]
     fn ten_thousand_agents_split_the_edge() {
-        let p = make(10_000, 20_000, EPH, None, None).unwrap();
+        let p = make(needs(10_000, None, None), 20_000, EPH).unwrap();
         assert_eq!((p.sites, p.edges, p.broker_listeners), (1, 2, 4));
     }
 
     #[test]
     fn too_many_for_rumqttd_says_how_many_fit() {
-        let e = make(25_000, 20_000, 60_000, None, None).unwrap_err();
+        let e = make(needs(25_000, None, None), 20_000, 60_000).unwrap_err();
         assert!(e.0.contains("at most 19736 agents"), "{e}");
     }
 
     #[test]
     fn ports_and_limits_are_checked() {
-        assert!(make(100, 512, EPH, None, None)
+        assert!(make(needs(100, None, None), 512, EPH)
             .unwrap_err()
             .0
             .contains("at least 1024"));
-        let e = make(19_000, 1_000_000, 10_000, None, None).unwrap_err();
+        let e = make(needs(19_000, None, None), 1_000_000, 10_000).unwrap_err();
         assert!(e.0.contains("ephemeral ports"), "{e}");
-        assert!(make(10_000, 4_096, EPH, Some(1), None).is_err());
-        assert_eq!(make(10, 20_000, EPH, Some(3), None).unwrap().sites, 3);
+        assert!(make(needs(10_000, Some(1), None), 4_096, EPH).is_err());
+        assert_eq!(
+            make(needs(10, Some(3), None), 20_000, EPH).unwrap().sites,
+            3
+        );
     }
 }
 

@@ -54,6 +54,10 @@ pub(crate) struct Collected {
     pub(crate) groups: Vec<GroupCollected>,
     pub(crate) processes: Vec<ProcessStats>,
     pub(crate) edge: BTreeMap<String, u64>,
+    /// Connections hit per fault rule, over every site.
+    pub(crate) fault_hits: BTreeMap<u32, u64>,
+    /// Middlebox counters over every site.
+    pub(crate) middlebox: BTreeMap<String, u64>,
 }
 
 /// The service's processes (rumqttd and the edges) and the channels their lines arrive on.
@@ -113,10 +117,8 @@ async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<Event>>) -> Option<Eve
     }
 }
 
-fn add_edge_counts(
-    into: &mut BTreeMap<String, u64>,
-    counts: Option<pushsim_service::edge::EdgeCounts>,
-) {
+/// Adds a child's counters (any struct of numbers) into `into`, field by field.
+fn add_counts(into: &mut BTreeMap<String, u64>, counts: Option<impl serde::Serialize>) {
     if let Some(v) = counts.and_then(|e| serde_json::to_value(e).ok()) {
         for (k, v) in v.as_object().into_iter().flatten() {
             *into.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
@@ -213,7 +215,7 @@ impl Running {
                     tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
                 {
                     if let FromChild::Done(d) = msg {
-                        add_edge_counts(&mut self.edge_counts, d.edge);
+                        add_counts(&mut self.edge_counts, d.edge);
                     }
                 }
             }
@@ -288,6 +290,7 @@ impl Running {
         &mut self,
         sc: &Scenario,
         groups: &[pushsim_scenario::ResolvedGroup],
+        network: Option<&pushsim_scenario::Network>,
         group_of: &[u16],
         targets: [SocketAddr; 2],
         checkin: SocketAddr,
@@ -310,6 +313,8 @@ impl Running {
                 seed: sc.seed,
                 ramp_per_sec: sc.agents.ramp.per_sec,
                 pki: self.pki.clone(),
+                network: network.cloned(),
+                group_names: groups.iter().map(|g| g.name.clone()).collect(),
             });
             let mut child = Child::spawn(
                 &self.exe,
@@ -426,6 +431,8 @@ impl Running {
             groups: (0..groups).map(|_| GroupCollected::default()).collect(),
             processes: Vec::new(),
             edge: BTreeMap::new(),
+            fault_hits: BTreeMap::new(),
+            middlebox: BTreeMap::new(),
         };
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
@@ -439,6 +446,12 @@ impl Running {
                     slot.paths[1] += r.paths[1];
                     slot.snapshots.push(r.snapshot);
                 }
+            }
+            if let Some(path) = d.path {
+                for (rule, n) in path.hits {
+                    *c.fault_hits.entry(rule).or_default() += n;
+                }
+                add_counts(&mut c.middlebox, Some(path.counts));
             }
             if let Some(site) = sites.get(i) {
                 c.processes.push(site.stats());
@@ -454,7 +467,7 @@ impl Running {
         }
         let counts = &mut self.edge_counts;
         collect_done("edge", procs.edge_rx.as_mut(), procs.edges.len(), |_, d| {
-            add_edge_counts(counts, d.edge)
+            add_counts(counts, d.edge)
         })
         .await;
         for e in procs.edges.drain(..) {

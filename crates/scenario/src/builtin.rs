@@ -11,6 +11,14 @@ pub const BUILTINS: &[(&str, &str)] = &[
         include_str!("../../../scenarios/reconnect-storm.toml"),
     ),
     ("no-push", include_str!("../../../scenarios/no-push.toml")),
+    (
+        "idle-timeout",
+        include_str!("../../../scenarios/idle-timeout.toml"),
+    ),
+    (
+        "port-fallback",
+        include_str!("../../../scenarios/port-fallback.toml"),
+    ),
 ];
 
 /// The source of a built-in scenario.

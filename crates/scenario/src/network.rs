@@ -37,10 +37,20 @@ impl Network {
         self.middlebox || !self.primary.is_empty() || !self.fallback.is_empty()
     }
 
-    /// Every rule with its role, primary first, in file order.
-    pub fn rules(&self) -> impl Iterator<Item = (PortRole, &NetRule)> {
-        let p = self.primary.iter().map(|r| (PortRole::Primary, r));
-        p.chain(self.fallback.iter().map(|r| (PortRole::Fallback, r)))
+    /// Every rule with its role and name, primary first, in file order; a rule's position here
+    /// is its id in the middlebox and the report.
+    pub fn entries(&self) -> Vec<(PortRole, String, &NetRule)> {
+        let p = self
+            .primary
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (PortRole::Primary, r.label(PortRole::Primary, i), r));
+        let f = self
+            .fallback
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (PortRole::Fallback, r.label(PortRole::Fallback, i), r));
+        p.chain(f).collect()
     }
 }
 

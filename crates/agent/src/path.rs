@@ -1,0 +1,101 @@
+//! A site's network path: the middlebox in front of the service, one listener per group and
+//! port role (so every connection is known by its group), and its events recorded into the
+//! groups' recorders: drops on the timeline, detection times, connections hit per rule.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use pushsim_metrics::Recorder;
+use pushsim_netfault::{Counts, Events, Middlebox, RuleSet, Tag};
+use pushsim_scenario::PortRole;
+
+/// Records the middlebox's events.
+struct SiteEvents {
+    recorders: Vec<Arc<Mutex<Recorder>>>,
+    hits: Mutex<BTreeMap<u32, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Events for SiteEvents {
+    fn hit(&self, tag: Tag, rule: u32, at_ns: u64, breaks: bool) {
+        *lock(&self.hits).entry(rule).or_default() += 1;
+        if breaks {
+            if let Some(r) = self.recorders.get(usize::from(tag.group)) {
+                lock(r).dropped(at_ns);
+            }
+        }
+    }
+
+    fn noticed(&self, tag: Tag, _rule: u32, hit_ns: u64, at_ns: u64) {
+        if let Some(r) = self.recorders.get(usize::from(tag.group)) {
+            lock(r).drop_noticed(hit_ns, at_ns);
+        }
+    }
+}
+
+/// The middlebox of one site.
+pub struct SitePath {
+    mb: Middlebox,
+    events: Arc<SiteEvents>,
+}
+
+/// What a site's middlebox did.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PathResult {
+    /// Connections hit, per rule id.
+    pub hits: BTreeMap<u32, u64>,
+    /// Its counters.
+    pub counts: Counts,
+}
+
+impl SitePath {
+    /// Starts a middlebox applying `rules` in front of `targets` (primary, fallback), with a
+    /// listener per group and role; returns it and each group's endpoints.
+    pub async fn start(
+        rules: RuleSet,
+        recorders: Vec<Arc<Mutex<Recorder>>>,
+        targets: [SocketAddr; 2],
+    ) -> std::io::Result<(Self, Vec<[SocketAddr; 2]>)> {
+        let groups = recorders.len();
+        let events = Arc::new(SiteEvents {
+            recorders,
+            hits: Mutex::new(BTreeMap::new()),
+        });
+        let mb = Middlebox::new(rules, events.clone());
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut ends = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let mut pair = targets;
+            for (i, role) in [PortRole::Primary, PortRole::Fallback]
+                .into_iter()
+                .enumerate()
+            {
+                let tag = Tag {
+                    role,
+                    group: g as u16,
+                };
+                pair[i] = mb.listen(any, targets[i], tag).await?;
+            }
+            ends.push(pair);
+        }
+        Ok((Self { mb, events }, ends))
+    }
+
+    /// Replaces the rules (the fault API).
+    pub fn set_rules(&self, rules: Vec<pushsim_netfault::Rule>) {
+        self.mb.set_rules(rules);
+    }
+
+    /// Stops the middlebox; returns what it did.
+    pub fn stop(&self) -> PathResult {
+        self.mb.stop();
+        PathResult {
+            hits: lock(&self.events.hits).clone(),
+            counts: self.mb.counts(),
+        }
+    }
+}
