@@ -85,6 +85,46 @@ fn latency_row(t: &mut Table, name: &str, s: &Summary) {
     t.add_row(row);
 }
 
+/// The middlebox's rules: where, when, and how many connections each hit.
+fn faults_table(r: &RunReport) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "fault rule",
+        "kind",
+        "on",
+        "groups",
+        "from",
+        "until",
+        "connections hit",
+    ]);
+    for f in &r.faults {
+        let on = if f.direction == "both" {
+            f.target.clone()
+        } else {
+            format!("{} ({})", f.target, f.direction)
+        };
+        t.add_row(vec![
+            Cell::new(&f.name),
+            Cell::new(&f.kind),
+            Cell::new(on),
+            Cell::new(if f.groups.is_empty() {
+                "all".to_string()
+            } else {
+                f.groups.join(", ")
+            }),
+            Cell::new(format!("{:.0}s", f.at_s)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                f.until_s
+                    .map(|u| format!("{u:.0}s"))
+                    .unwrap_or("end".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(f.connections_hit).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    format!("{t}\n")
+}
+
 /// The terminal summary: agents, wake-up accounting, latency table, SLO verdicts.
 pub fn terminal(r: &RunReport) -> String {
     let mut out = String::new();
@@ -118,6 +158,7 @@ pub fn terminal(r: &RunReport) -> String {
     latency_row(&mut t, "wake-up (cold)", &r.latency_us.wakeup_cold);
     let l = &r.latency_us;
     for (name, sum) in [
+        ("to connected", &l.first_connect),
         ("detect", &l.detect),
         ("reconnect", &l.reconnect),
         ("check-in", &l.checkin),
@@ -140,12 +181,14 @@ pub fn terminal(r: &RunReport) -> String {
             "agents",
             "at end",
             "disconnects",
+            "drops",
             "sent",
             "delivered",
             "lost",
             "warm p99",
             "detect p99",
             "reconnect p99",
+            "to connected p99",
         ]);
         let opt = |s: &Summary, v: u64| {
             if s.count == 0 {
@@ -161,6 +204,7 @@ pub fn terminal(r: &RunReport) -> String {
                 right(Cell::new(gr.agents.configured)),
                 right(Cell::new(gr.agents.connected_end)),
                 right(Cell::new(gr.agents.disconnects)),
+                right(Cell::new(gr.agents.drops)),
                 right(Cell::new(gr.wakeups.sent)),
                 right(Cell::new(gr.wakeups.delivered)),
                 right(Cell::new(gr.wakeups.lost)),
@@ -176,10 +220,17 @@ pub fn terminal(r: &RunReport) -> String {
                     &gr.latency_us.reconnect,
                     gr.latency_us.reconnect.p99,
                 ))),
+                right(Cell::new(opt(
+                    &gr.latency_us.first_connect,
+                    gr.latency_us.first_connect.p99,
+                ))),
             ]);
         }
         out.push_str(&g.to_string());
         out.push('\n');
+    }
+    if !r.faults.is_empty() {
+        out.push_str(&faults_table(r));
     }
     if !r.recovery.is_empty() {
         let mut rt = Table::new();
