@@ -78,7 +78,7 @@ impl SitePath {
                     role,
                     group: g as u16,
                 };
-                pair[i] = mb.listen(any, targets[i], tag).await?;
+                pair[i] = mb.listen(any, targets[i], tag)?;
             }
             ends.push(pair);
         }

@@ -11,10 +11,16 @@
 //! - [`rule`]: rules and verdicts, pure (no sockets, no clock).
 //! - [`proxy`]: the TCP proxy that carries verdicts out.
 //! - [`scenario`]: a scenario's `[network]` as rules on the run clock.
+//! - [`toxics`]: Toxiproxy's JSON shapes and their translation to and from rules.
+//! - [`api`]: Toxiproxy's HTTP API over any [`api::Backend`].
+//! - [`standalone`]: stand-alone proxies behind that API (`pushsim toxiproxy`).
 
+pub mod api;
 pub mod proxy;
 pub mod rule;
 pub mod scenario;
+pub mod standalone;
+pub mod toxics;
 
 pub use proxy::{Counts, Events, Middlebox, NoEvents, Tag};
 pub use rule::{Rule, RuleSet, Verdict};

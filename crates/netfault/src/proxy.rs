@@ -128,7 +128,7 @@ impl Middlebox {
 
     /// Listens on `addr` (port 0: any) in front of `upstream`; returns the bound address. Must
     /// be called inside a tokio runtime.
-    pub async fn listen(
+    pub fn listen(
         &self,
         addr: SocketAddr,
         upstream: SocketAddr,

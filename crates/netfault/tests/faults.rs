@@ -65,10 +65,7 @@ async fn setup(rules: Vec<Rule>) -> Setup {
     let (up, reads) = echo().await;
     let seen = Arc::new(Seen::default());
     let mb = Middlebox::new(RuleSet { rules, seed: 3 }, seen.clone());
-    let front = mb
-        .listen("127.0.0.1:0".parse().unwrap(), up, TAG)
-        .await
-        .unwrap();
+    let front = mb.listen("127.0.0.1:0".parse().unwrap(), up, TAG).unwrap();
     Setup {
         mb,
         seen,
