@@ -5,6 +5,9 @@
 //!   process: rumqttd on its threads, edge, agents and console on one tokio runtime).
 //! - `metrics/record_wakeup` and `metrics/merge_snapshots`: the recorder's hot path and the
 //!   orchestrator's merge.
+//! - `middlebox/round_trip_{direct,via_middlebox}`: a 16-byte ping-pong over loopback TCP to an
+//!   echo server, straight and through a middlebox with no rule active; the difference is what
+//!   the middlebox adds per round trip (two passes through it).
 //!
 //! `cargo bench` runs them; `cargo bench -- --quick` is the short mode CI uses.
 
@@ -18,8 +21,10 @@ use pushsim_agent::{identity, Site, SiteConfig};
 use pushsim_console::{Console, Schedule};
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::{Ledger, Recorder, Snapshot};
+use pushsim_netfault::{Middlebox, NoEvents, RuleSet, Tag};
 use pushsim_pki::tls::{server_config, ClientTls};
 use pushsim_pki::Ca;
+use pushsim_scenario::PortRole;
 use pushsim_service::edge::{Edge, EdgeConfig};
 use pushsim_service::{broker, ports};
 use tokio::runtime::Runtime;
@@ -95,8 +100,9 @@ async fn fixture() -> Fixture {
         profiles: vec![profile],
         checkin: None,
         seed: 1,
+        network: None,
     };
-    let site = Site::start(cfg, runs, t0);
+    let site = Site::start(cfg, runs, t0).await.expect("site");
     until("500 agents connected", || {
         site.progress().connected == u64::from(AGENTS)
     })
@@ -183,5 +189,62 @@ fn metrics(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, metrics, broadcast);
+fn middlebox(c: &mut Criterion) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = Runtime::new().expect("runtime");
+    let (direct, via) = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let echo = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mb = Middlebox::new(RuleSet::default(), Arc::new(NoEvents));
+        let tag = Tag {
+            role: PortRole::Fallback,
+            group: 0,
+        };
+        let front = mb
+            .listen("127.0.0.1:0".parse().expect("addr"), echo, tag)
+            .expect("listen");
+        // Kept for the whole bench (its listener lives as long as the process).
+        std::mem::forget(mb);
+        let connect = |a| async move {
+            let s = tokio::net::TcpStream::connect(a).await.expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            s
+        };
+        (connect(echo).await, connect(front).await)
+    });
+    let mut g = c.benchmark_group("middlebox");
+    for (name, stream) in [
+        ("round_trip_direct", direct),
+        ("round_trip_via_middlebox", via),
+    ] {
+        let mut s = stream;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut buf = [0u8; 16];
+                    s.write_all(&buf).await.expect("write");
+                    s.read_exact(&mut buf).await.expect("read");
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, metrics, middlebox, broadcast);
 criterion_main!(benches);

@@ -7,7 +7,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use pushsim_metrics::Recorder;
-use pushsim_netfault::{Counts, Events, Middlebox, RuleSet, Tag};
+use pushsim_netfault::api::proxy_rules;
+use pushsim_netfault::toxics::ProxyJson;
+use pushsim_netfault::{Counts, Events, Middlebox, Rule, RuleSet, Tag};
+
+/// Rules set through the fault API have ids from here.
+pub const API_RULE_IDS: u32 = 1_000_000;
 use pushsim_scenario::PortRole;
 
 /// Records the middlebox's events.
@@ -41,6 +46,8 @@ impl Events for SiteEvents {
 pub struct SitePath {
     mb: Middlebox,
     events: Arc<SiteEvents>,
+    /// The scenario's rules, and those set through the fault API per role.
+    rules: Mutex<(Vec<Rule>, [Vec<Rule>; 2])>,
 }
 
 /// What a site's middlebox did.
@@ -61,6 +68,7 @@ impl SitePath {
         targets: [SocketAddr; 2],
     ) -> std::io::Result<(Self, Vec<[SocketAddr; 2]>)> {
         let groups = recorders.len();
+        let base = rules.rules.clone();
         let events = Arc::new(SiteEvents {
             recorders,
             hits: Mutex::new(BTreeMap::new()),
@@ -82,12 +90,36 @@ impl SitePath {
             }
             ends.push(pair);
         }
-        Ok((Self { mb, events }, ends))
+        let rules = Mutex::new((base, [Vec::new(), Vec::new()]));
+        Ok((Self { mb, events, rules }, ends))
     }
 
-    /// Replaces the rules (the fault API).
-    pub fn set_rules(&self, rules: Vec<pushsim_netfault::Rule>) {
-        self.mb.set_rules(rules);
+    /// The fault API changed the proxy of a port role (`primary` or `fallback`): its rules
+    /// apply after the scenario's.
+    pub fn set_proxy(&self, proxy: &ProxyJson) {
+        let role = match proxy.name.as_str() {
+            "primary" => PortRole::Primary,
+            "fallback" => PortRole::Fallback,
+            _ => return,
+        };
+        let r = role as usize;
+        let mut rules = lock(&self.rules);
+        rules.1[r] = proxy_rules(proxy)
+            .into_iter()
+            .map(|x| Rule {
+                // Ids apart from the scenario's (which count from 0).
+                id: API_RULE_IDS + (r as u32) * 10_000 + x.id,
+                role: Some(role),
+                ..x
+            })
+            .collect();
+        let all: Vec<Rule> = rules
+            .0
+            .iter()
+            .chain(rules.1.iter().flatten())
+            .cloned()
+            .collect();
+        self.mb.set_rules(all);
     }
 
     /// Stops the middlebox; returns what it did.

@@ -141,10 +141,10 @@ impl Site {
         })
     }
 
-    /// Replaces the middlebox's rules (no effect without one).
-    pub fn set_rules(&self, rules: Vec<pushsim_netfault::Rule>) {
+    /// The fault API changed a port role's proxy (no effect without a middlebox).
+    pub fn set_proxy(&self, proxy: &pushsim_netfault::toxics::ProxyJson) {
         if let Some(p) = &self.path {
-            p.set_rules(rules);
+            p.set_proxy(proxy);
         }
     }
 

@@ -71,9 +71,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Starts a new proxy; returns the address it listens on (Toxiproxy reports the bound one).
     fn open(&self, proxy: &ProxyJson) -> Result<String, ApiError>;
     /// Stops a proxy.
-    fn close(&self, name: &str);
-    /// The rules now in force on a proxy.
-    fn apply(&self, name: &str, rules: Vec<Rule>);
+    fn close(&self, name: &str) -> Result<(), ApiError>;
+    /// A proxy changed (enabled, toxics): put its rules ([`proxy_rules`]) in force.
+    fn apply(&self, proxy: &ProxyJson);
 }
 
 /// The proxies and their toxics.
@@ -146,7 +146,7 @@ impl<B: Backend> Registry<B> {
     }
 
     fn apply(&self, p: &ProxyJson) {
-        self.backend.apply(&p.name, proxy_rules(p));
+        self.backend.apply(p);
     }
 
     fn create(&self, mut p: ProxyJson) -> ApiResult<ProxyJson> {
@@ -252,7 +252,7 @@ async fn populate<B: Backend>(State(r): Shared<B>, b: axum::body::Bytes) -> ApiR
                 out.push(have);
                 continue;
             }
-            r.backend.close(&p.name);
+            r.backend.close(&p.name)?;
             lock(&r.proxies).remove(&p.name);
         }
         out.push(r.create(p)?);
@@ -294,7 +294,7 @@ async fn patch<B: Backend>(
             p.listen = patch.listen.unwrap_or(p.listen);
             p.upstream = patch.upstream.unwrap_or(p.upstream);
             p.enabled = patch.enabled.unwrap_or(p.enabled);
-            r.backend.close(&name);
+            r.backend.close(&name)?;
             lock(&r.proxies).remove(&name);
             return r.create(p).map(Json);
         }
@@ -313,7 +313,7 @@ async fn delete<B: Backend>(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     r.get(&name)?;
-    r.backend.close(&name);
+    r.backend.close(&name)?;
     lock(&r.proxies).remove(&name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use pushsim_scenario::PortRole;
 
-use crate::api::{ApiError, Backend, Registry};
+use crate::api::{proxy_rules, ApiError, Backend, Registry};
 use crate::proxy::{Middlebox, NoEvents, Tag};
-use crate::rule::{Rule, RuleSet};
+use crate::rule::RuleSet;
 use crate::toxics::ProxyJson;
 
 /// Proxies that are middleboxes of this process.
@@ -50,15 +50,16 @@ impl Backend for Standalone {
         Ok(bound.to_string())
     }
 
-    fn close(&self, name: &str) {
+    fn close(&self, name: &str) -> Result<(), ApiError> {
         if let Some(mb) = lock(&self.proxies).remove(name) {
             mb.stop();
         }
+        Ok(())
     }
 
-    fn apply(&self, name: &str, rules: Vec<Rule>) {
-        if let Some(mb) = lock(&self.proxies).get(name) {
-            mb.set_rules(rules);
+    fn apply(&self, proxy: &ProxyJson) {
+        if let Some(mb) = lock(&self.proxies).get(&proxy.name) {
+            mb.set_rules(proxy_rules(proxy));
         }
     }
 }

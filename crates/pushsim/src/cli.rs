@@ -1,5 +1,6 @@
 //! The command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -20,6 +21,9 @@ pub enum Command {
     List,
     /// Runs a scenario (a built-in name or a TOML file) and writes its report.
     Scenario(ScenarioArgs),
+    /// Serves a Toxiproxy-compatible API whose proxies are pushsim middleboxes (Toxiproxy's
+    /// toxics plus idle_drop, blackhole, close, refuse, swallow, max_connections).
+    Toxiproxy(ToxiproxyArgs),
     /// Internal: a child process of a run (broker, edge, site).
     #[command(name = "__child", hide = true)]
     Child { role: String },
@@ -44,4 +48,15 @@ pub struct ScenarioArgs {
     /// Site processes for the agents (default: as the open-files limit requires).
     #[arg(long)]
     pub sites: Option<u32>,
+    /// Serve Toxiproxy's API for the run's middlebox on this address (e.g. 127.0.0.1:8474):
+    /// proxies `primary` and `fallback`, toxics applied to open and new connections.
+    #[arg(long, value_name = "ADDR")]
+    pub fault_api: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct ToxiproxyArgs {
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8474")]
+    pub listen: SocketAddr,
 }

@@ -12,7 +12,7 @@ use pushsim_scenario::load::{source, validated};
 use pushsim_scenario::{parse, sweep, Scenario};
 use tokio::sync::watch;
 
-use crate::cli::ScenarioArgs;
+use crate::cli::{ScenarioArgs, ToxiproxyArgs};
 use crate::progress::Bars;
 
 /// `pushsim list`: every built-in with its description.
@@ -105,6 +105,36 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
     }
 }
 
+/// `pushsim toxiproxy`: serves the Toxiproxy-compatible API until Ctrl-C; returns the exit code.
+pub fn toxiproxy(args: ToxiproxyArgs) -> i32 {
+    let run = || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let addr = l.local_addr()?;
+            println!("Toxiproxy-compatible API on http://{addr} (Ctrl-C stops)");
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            pushsim_netfault::standalone::serve(l, stop)
+                .await
+                .context("serving the API")
+        })
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            3
+        }
+    }
+}
+
 /// Exit codes by precedence: an interrupted or broken run outranks a failed SLO.
 fn worse(a: i32, b: i32) -> i32 {
     let rank = |c: i32| match c {
@@ -157,7 +187,7 @@ fn run_all(
                 println!("== run {}/{total}: {key} = {l}", k + 1);
             }
             let bars = Arc::new(Bars::new());
-            let opts = RunOptions { exe: exe.clone(), dir, sites: args.sites, observer: bars.clone(), interrupt: interrupt.clone() };
+            let opts = RunOptions { exe: exe.clone(), dir, sites: args.sites, observer: bars.clone(), interrupt: interrupt.clone(), fault_api: args.fault_api };
             let run_origin = match (&v.label, &key) {
                 (Some(l), Some(key)) => format!("{origin} ({key} = {l})"),
                 _ => origin.clone(),

@@ -4,7 +4,7 @@
 //! # Layout
 //! - `main.rs`: parse, set up tracing, run the command, map the outcome to an exit code.
 //! - [`cli`]: the clap command line.
-//! - [`commands`]: `list` and `scenario`.
+//! - [`commands`]: `list`, `scenario` and `toxiproxy`.
 //! - [`progress`]: indicatif progress bars (on a terminal only).
 //!
 //! Exit codes: 0 every SLO held; 1 an SLO failed; 2 usage or scenario error; 3 the environment
@@ -31,6 +31,7 @@ fn main() {
         cli::Command::Child { role } => pushsim_run::child::main(&role),
         cli::Command::List => commands::list(),
         cli::Command::Scenario(args) => commands::scenario(args),
+        cli::Command::Toxiproxy(args) => commands::toxiproxy(args),
     };
     std::process::exit(code);
 }

@@ -123,3 +123,103 @@ async fn a_refused_primary_falls_back_at_once_a_swallowed_one_after_the_connect_
     assert_eq!(n(&r, "middlebox.refused"), 30);
     assert_eq!(n(&r, "middlebox.swallowed"), 30);
 }
+
+/// A raw HTTP/1.1 request; returns the status line and the body.
+async fn http(api: &str, method: &str, path: &str, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(api).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out.lines().next().unwrap_or_default().to_string();
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
+    )
+}
+
+const PLAIN: &str = r#"
+description = "fault API test: 40 agents, no rules of its own"
+duration = "8s"
+[agents]
+count = 40
+ramp = "1000/s"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fault_api_drives_a_running_scenarios_middlebox() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain.toml");
+    std::fs::write(&file, PLAIN).unwrap();
+    let out = dir.path().join("run");
+    let mut child = tokio::process::Command::new(common::BIN)
+        .args([
+            "scenario",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--fault-api", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let api = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            // "... the fault API (Toxiproxy's) on http://127.0.0.1:PORT: proxies ..."
+            if let Some(rest) = l.split("http://").nth(1) {
+                return rest.split(": ").next().unwrap().to_string();
+            }
+        }
+        panic!("no fault API line");
+    })
+    .await
+    .unwrap();
+    let (status, body) = http(&api, "GET", "/proxies", "").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("\"primary\"") && body.contains("\"fallback\""),
+        "{body}"
+    );
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/proxies",
+        r#"{"name":"x","upstream":"127.0.0.1:1"}"#,
+    )
+    .await;
+    assert!(
+        status.contains("400") && body.contains("port roles"),
+        "{status} {body}"
+    );
+
+    // Reset everything on the primary, open and new connections: every agent ends on the fallback.
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/proxies/primary/toxics",
+        r#"{"name":"rst","type":"reset_peer","attributes":{"timeout":0}}"#,
+    )
+    .await;
+    assert!(status.contains("200"), "{status} {body}");
+    let rest = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    rest.await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    let r = report(&out.join("report.json"));
+    assert_eq!(n(&r, "paths.fallback"), 40);
+    assert_eq!(n(&r, "paths.primary"), 0);
+}

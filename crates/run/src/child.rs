@@ -217,6 +217,7 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
                     site.path_down(at_ns);
                     emit(&FromChild::Ack);
                 }
+                Some(ToChild::Proxy(p)) => site.set_proxy(&p),
                 Some(ToChild::Start { .. }) => {}
                 None => return Ok(()),
             },

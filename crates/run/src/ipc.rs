@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use pushsim_agent::path::PathResult;
 use pushsim_agent::site::GroupResult;
 use pushsim_agent::SiteProgress;
+use pushsim_netfault::toxics::ProxyJson;
 use pushsim_pki::files::PkiPaths;
 use pushsim_scenario::{Network, Profile};
 use pushsim_service::edge::EdgeCounts;
@@ -87,6 +88,8 @@ pub enum ToChild {
         /// When, on the run clock.
         at_ns: u64,
     },
+    /// Sites: the fault API changed a port role's proxy.
+    Proxy(ProxyJson),
     /// Stop and send [`FromChild::Done`].
     Stop,
 }

@@ -11,10 +11,12 @@
 //! - [`procstat`]: CPU and peak memory of a process from `/proc`.
 //! - [`observer`]: the progress interface the CLI implements (the run never prints).
 //! - `running`: the run's children while it runs: service lifecycle, sites, following them.
+//! - `fault_api`: `--fault-api`, Toxiproxy's API over the run's middleboxes.
 //! - [`orchestrator`]: one run from scenario to report.
 
 pub mod child;
 pub mod children;
+mod fault_api;
 pub mod ipc;
 pub mod limits;
 pub mod observer;

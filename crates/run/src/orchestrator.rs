@@ -8,7 +8,7 @@
 //! histograms. Ctrl-C, a child that dies, or a service that does not come back ends the
 //! timeline early; the report is still written and says why.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub observer: Arc<dyn Observer>,
     /// Turns true on Ctrl-C.
     pub interrupt: watch::Receiver<bool>,
+    /// Serve Toxiproxy's API for the run's middlebox here (`--fault-api`).
+    pub fault_api: Option<SocketAddr>,
 }
 
 /// A finished run.
@@ -89,7 +91,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let nofile = limits::raise_nofile();
     let listeners =
         (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
-    let network = effective_network(&sc);
+    let mut network = effective_network(&sc);
+    // The fault API needs the middlebox in the path even when the scenario has no rules.
+    network.middlebox |= opts.fault_api.is_some();
     let needs = plan::Needs {
         agents,
         middlebox: network.in_path(),
@@ -159,6 +163,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         "{} site process(es), issuing {agents} agent certificates",
         plan.sites
     )));
+    let (stop_api, api_stop_rx) = watch::channel(false);
+    if let Some(addr) = opts.fault_api {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| env(format!("cannot listen for the fault API on {addr}: {e}")))?;
+        let bound = l.local_addr().map_err(env)?;
+        opts.observer.phase(Phase::Starting(format!(
+            "the fault API (Toxiproxy's) on http://{bound}: proxies \"primary\" and \"fallback\""
+        )));
+        run.api_rx = Some(crate::fault_api::serve(l, primary, fallback, api_stop_rx));
+    }
     let path = network.in_path().then_some(&network);
     run.start_sites(
         &sc,
@@ -242,6 +257,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     if let Ok(console) = console_task.await {
         console.close().await;
     }
+    let _ = stop_api.send(true);
     let collected = run.stop_all(groups.len()).await;
     let _ = stop_checkins.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), checkin_task).await;

@@ -87,6 +87,8 @@ pub(crate) struct Running {
     pub(crate) sites: Vec<Child>,
     site_rx: Option<mpsc::UnboundedReceiver<Event>>,
     progress: Vec<SiteProgress>,
+    /// Proxy changes from the fault API, for the sites.
+    pub(crate) api_rx: Option<mpsc::UnboundedReceiver<pushsim_netfault::toxics::ProxyJson>>,
 }
 
 /// The sites' counts added up.
@@ -106,6 +108,19 @@ fn status(progress: &[SiteProgress], t0: u64, sent: u64) -> Status {
         wakeups_sent: sent,
         wakeups_received: t.wakeups_received,
         connect_failures: t.connect_failures,
+    }
+}
+
+/// Next change from the fault API; pending forever without one.
+async fn recv_api(
+    rx: &mut Option<mpsc::UnboundedReceiver<pushsim_netfault::toxics::ProxyJson>>,
+) -> pushsim_netfault::toxics::ProxyJson {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(p) => p,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -144,6 +159,7 @@ impl Running {
             sites: Vec::new(),
             site_rx: None,
             progress: Vec::new(),
+            api_rx: None,
         }
     }
 
@@ -419,6 +435,11 @@ impl Running {
                     Some((_, None)) => return Some(Stop::Environment("rumqttd's process exited during the run".into())),
                     _ => {}
                 },
+                p = recv_api(&mut self.api_rx) => {
+                    for s in &mut self.sites {
+                        let _ = s.send(&ToChild::Proxy(p.clone())).await;
+                    }
+                }
                 _ = tick.tick() => obs.status(status(&self.progress, t0, sent())),
             }
         }
