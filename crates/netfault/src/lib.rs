@@ -14,8 +14,10 @@
 //! - [`toxics`]: Toxiproxy's JSON shapes and their translation to and from rules.
 //! - [`api`]: Toxiproxy's HTTP API over any [`api::Backend`].
 //! - [`standalone`]: stand-alone proxies behind that API (`pushsim toxiproxy`).
+//! - [`client`]: a client of Toxiproxy's API (`network.backend = "toxiproxy"`).
 
 pub mod api;
+pub mod client;
 pub mod proxy;
 pub mod rule;
 pub mod scenario;

@@ -223,3 +223,62 @@ async fn the_fault_api_drives_a_running_scenarios_middlebox() {
     assert_eq!(n(&r, "paths.fallback"), 40);
     assert_eq!(n(&r, "paths.primary"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_toxiproxy_backend_gets_the_proxies_and_toxics_and_is_left_clean() {
+    use tokio::io::AsyncBufReadExt;
+    // A Toxiproxy-API server: pushsim's own (no Toxiproxy binary is available here).
+    let mut server = tokio::process::Command::new(common::BIN)
+        .args(["toxiproxy", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // "Toxiproxy-compatible API on http://127.0.0.1:PORT (Ctrl-C stops)"
+    let api = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let src = format!(
+        r#"
+description = "toxiproxy backend test"
+duration = "8s"
+[agents]
+count = 40
+ramp = "1000/s"
+[wakeups]
+rate = "20/s"
+rate_from = "4s"
+[network]
+backend = "toxiproxy"
+toxiproxy_url = "http://{api}"
+primary = [{{ fault = "reset_peer", at = "2s" }}]
+fallback = [{{ fault = "latency", latency = "150ms", direction = "down" }}]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr, out) =
+        run_scenario(dir.path(), "tp", &src, Duration::from_secs(90)).await;
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let r = report(&out.join("report.json"));
+    // Reset on the primary from 2 s: everyone ends on the fallback, where every wake-up came
+    // 150 ms late through Toxiproxy's latency.
+    assert!(n(&r, "agents.disconnects") >= 40);
+    assert_eq!(n(&r, "paths.fallback"), 40);
+    assert!(n(&r, "wakeups.delivered") > 40);
+    assert!(n(&r, "latency_us.wakeup_cold.min") >= 150_000);
+    assert!(n(&r, "latency_us.wakeup.min") >= 150_000);
+    assert!(get(&r, "faults.0.connections_hit").is_null());
+    // The run deleted its proxies.
+    let (status, body) = http(&api, "GET", "/proxies", "").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "{}");
+}

@@ -62,8 +62,8 @@ pub struct Inputs<'a> {
     pub edge: BTreeMap<String, u64>,
     /// The network as run (the rules the middlebox applied).
     pub network: &'a Network,
-    /// Connections hit per rule id, summed over sites.
-    pub fault_hits: BTreeMap<u32, u64>,
+    /// Connections hit per rule id, summed over sites (none: not known, e.g. Toxiproxy's).
+    pub fault_hits: Option<BTreeMap<u32, u64>>,
     /// Middlebox counters summed over sites.
     pub middlebox: BTreeMap<String, u64>,
 }
@@ -86,8 +86,8 @@ fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCount
     }
 }
 
-/// The fault rules of `net` with the connections each hit (`hits` by rule id).
-pub fn faults(net: &Network, hits: &BTreeMap<u32, u64>) -> Vec<FaultReport> {
+/// The fault rules of `net` with the connections each hit (`hits` by rule id, when known).
+pub fn faults(net: &Network, hits: Option<&BTreeMap<u32, u64>>) -> Vec<FaultReport> {
     net.entries()
         .into_iter()
         .enumerate()
@@ -99,7 +99,7 @@ pub fn faults(net: &Network, hits: &BTreeMap<u32, u64>) -> Vec<FaultReport> {
             groups: r.groups.clone(),
             at_s: r.at.get().as_secs_f64(),
             until_s: r.until.map(|u| u.get().as_secs_f64()),
-            connections_hit: hits.get(&(id as u32)).copied().unwrap_or(0),
+            connections_hit: hits.map(|h| h.get(&(id as u32)).copied().unwrap_or(0)),
         })
         .collect()
 }
@@ -236,7 +236,7 @@ impl RunReport {
             slos: Vec::new(),
             processes: i.processes,
             edge: i.edge,
-            faults: faults(i.network, &i.fault_hits),
+            faults: faults(i.network, i.fault_hits.as_ref()),
             middlebox: i.middlebox,
             timeline,
         };

@@ -126,8 +126,9 @@ pub struct FaultReport {
     pub at_s: f64,
     /// When it switched off (none: it stayed on).
     pub until_s: Option<f64>,
-    /// Connections it hit (a new connection it decided, or an open one it acted on).
-    pub connections_hit: u64,
+    /// Connections it hit (a new connection it decided, or an open one it acted on); null when
+    /// the backend does not say (Toxiproxy).
+    pub connections_hit: Option<u64>,
 }
 
 /// Agents connected at the end, by endpoint.

@@ -119,7 +119,8 @@ fn faults_table(r: &RunReport) -> String {
                     .unwrap_or("end".into()),
             )
             .set_alignment(CellAlignment::Right),
-            Cell::new(f.connections_hit).set_alignment(CellAlignment::Right),
+            Cell::new(f.connections_hit.map_or("-".into(), |n| n.to_string()))
+                .set_alignment(CellAlignment::Right),
         ]);
     }
     format!("{t}\n")

@@ -11,11 +11,13 @@
 //! - [`procstat`]: CPU and peak memory of a process from `/proc`.
 //! - [`observer`]: the progress interface the CLI implements (the run never prints).
 //! - `running`: the run's children while it runs: service lifecycle, sites, following them.
+//! - `external`: `network.backend = "toxiproxy"`: proxies and toxics on a Toxiproxy server.
 //! - `fault_api`: `--fault-api`, Toxiproxy's API over the run's middleboxes.
 //! - [`orchestrator`]: one run from scenario to report.
 
 pub mod child;
 pub mod children;
+mod external;
 mod fault_api;
 pub mod ipc;
 pub mod limits;

@@ -24,9 +24,11 @@ use pushsim_pki::{files, Ca};
 use pushsim_report::build::{GroupInput, Inputs, OutageEvent};
 use pushsim_report::model::Plan as ReportPlan;
 use pushsim_report::{render, ProcessStats, RunReport};
+use pushsim_scenario::network::Backend;
 use pushsim_scenario::{NetRule, Network, Scenario};
 use tokio::sync::watch;
 
+use crate::external::{switches, External, Switch};
 use crate::ipc::ToChild;
 use crate::observer::{Observer, Phase};
 use crate::plan::{self, deal_groups};
@@ -92,11 +94,19 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let listeners =
         (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
     let mut network = effective_network(&sc);
+    let toxiproxy = network.backend == Backend::Toxiproxy;
+    if toxiproxy && opts.fault_api.is_some() {
+        return Err(RunError::Usage(format!(
+            "{origin}: --fault-api serves pushsim's own middlebox; with network.backend = \"toxiproxy\" use Toxiproxy's API"
+        )));
+    }
     // The fault API needs the middlebox in the path even when the scenario has no rules.
     network.middlebox |= opts.fault_api.is_some();
+    // With Toxiproxy applying the rules, the agents' sites have no middlebox of their own.
+    let site_middlebox = network.in_path() && !toxiproxy;
     let needs = plan::Needs {
         agents,
-        middlebox: network.in_path(),
+        middlebox: site_middlebox,
         sites: opts.sites,
         listeners,
     };
@@ -174,16 +184,19 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         )));
         run.api_rx = Some(crate::fault_api::serve(l, primary, fallback, api_stop_rx));
     }
-    let path = network.in_path().then_some(&network);
-    run.start_sites(
-        &sc,
-        &groups,
-        path,
-        &group_of,
-        [primary, fallback],
-        checkin_addr,
-    )
-    .await?;
+    let mut targets = [primary, fallback];
+    let mut external = None;
+    if toxiproxy {
+        let url = network.toxiproxy_url.clone().unwrap_or_default();
+        opts.observer
+            .phase(Phase::Starting(format!("proxies on Toxiproxy at {url}")));
+        let (ext, ends) = External::start(&url, &network, targets).await?;
+        targets = ends;
+        external = Some(ext);
+    }
+    let path = site_middlebox.then_some(&network);
+    run.start_sites(&sc, &groups, path, &group_of, targets, checkin_addr)
+        .await?;
 
     // The timeline.
     run.mark_setup();
@@ -219,17 +232,40 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let sent = || lock(&ledger).len();
     let mut outages: Vec<OutageEvent> = Vec::new();
     let mut stop = None;
-    for at in &sc.timeline {
-        let at_ns = t0 + at.time.get().as_nanos() as u64;
+    // The timeline: service events, and Toxiproxy's toxics switching on and off.
+    let mut steps: Vec<(Duration, Step)> = sc
+        .timeline
+        .iter()
+        .map(|a| (a.time.get(), Step::Service(a)))
+        .collect();
+    if external.is_some() {
+        steps.extend(
+            switches(&network)
+                .into_iter()
+                .map(|s| (s.at, Step::Toxic(s))),
+        );
+        steps.sort_by_key(|(t, _)| *t);
+    }
+    for (time, step) in steps {
+        let at_ns = t0 + time.as_nanos() as u64;
         stop = run
             .watch(&*opts.observer, &mut interrupt, at_ns, t0, &sent, |_| false)
             .await;
         if stop.is_some() {
             break;
         }
-        stop = run
-            .service_event(at, t0, &mut outages, &*opts.observer, &mut interrupt, &sent)
-            .await;
+        stop = match (step, &external) {
+            (Step::Service(at), _) => {
+                run.service_event(at, t0, &mut outages, &*opts.observer, &mut interrupt, &sent)
+                    .await
+            }
+            (Step::Toxic(s), Some(ext)) => ext
+                .switch(s.rule, s.on)
+                .await
+                .err()
+                .map(|e| Stop::Environment(e.to_string())),
+            (Step::Toxic(_), None) => None,
+        };
         if stop.is_some() {
             break;
         }
@@ -259,6 +295,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     }
     let _ = stop_api.send(true);
     let collected = run.stop_all(groups.len()).await;
+    if let Some(ext) = external {
+        ext.close().await;
+    }
     let _ = stop_checkins.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), checkin_task).await;
 
@@ -337,7 +376,8 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         processes,
         edge: collected.edge,
         network: &network,
-        fault_hits: collected.fault_hits,
+        // Toxiproxy does not say which connections its toxics hit.
+        fault_hits: (!toxiproxy).then_some(collected.fault_hits),
         middlebox: collected.middlebox,
     });
     let all = {
@@ -374,6 +414,12 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         interrupted,
         environment,
     })
+}
+
+/// One step of the timeline.
+enum Step<'a> {
+    Service(&'a pushsim_scenario::At),
+    Toxic(Switch),
 }
 
 /// The network the run applies: the scenario's rules, plus a `refuse` on both roles when the

@@ -634,6 +634,47 @@ mod tests {
         assert!(e.contains("below average_size"), "{e}");
     }
 
+    fn errors(src: &str) -> String {
+        let sc: crate::Scenario = toml::from_str(src).unwrap();
+        sc.validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    const HEAD: &str = "description = \"t\"\nduration = \"10s\"\n[agents]\ncount = 1\n";
+
+    #[test]
+    fn rules_are_checked_in_the_scenario() {
+        let e = errors(&format!(
+            "{HEAD}[network]\nfallback = [{{ fault = \"idle_drop\", after = \"1s\", groups = [\"x\"], toxicity = 2.0, at = \"20s\" }}]"
+        ));
+        assert!(e.contains("network.fallback[0].groups = x: is not a group"), "{e}");
+        assert!(e.contains("network.fallback[0].toxicity = 2"), "{e}");
+        assert!(e.contains("network.fallback[0].at = 20s"), "{e}");
+        let e = errors(&format!(
+            "{HEAD}[network]\nprimary = [{{ fault = \"close\", name = \"a\" }}, {{ fault = \"refuse\", name = \"a\" }}]"
+        ));
+        assert!(e.contains("names must be unique"), "{e}");
+    }
+
+    #[test]
+    fn toxiproxy_backend_refuses_what_toxiproxy_cannot_do() {
+        let e = errors(&format!(
+            "{HEAD}[network]\nbackend = \"toxiproxy\"\nfallback = [{{ fault = \"idle_drop\", after = \"1s\" }}, {{ fault = \"swallow\" }}]"
+        ));
+        assert!(e.contains("network.toxiproxy_url"), "{e}");
+        assert!(e.contains("network.fallback[0] = idle_drop: Toxiproxy cannot"), "{e}");
+        assert!(e.contains("network.fallback[1] = swallow: Toxiproxy cannot"), "{e}");
+        let ok: crate::Scenario = toml::from_str(&format!(
+            "{HEAD}[network]\nbackend = \"toxiproxy\"\ntoxiproxy_url = \"http://127.0.0.1:8474\"\nprimary = [{{ fault = \"latency\", latency = \"1s\" }}]"
+        ))
+        .unwrap();
+        assert!(ok.validate().is_ok());
+    }
+
     #[test]
     fn labels_default_to_role_index_and_kind() {
         let r = NetRule::new("swallow");
