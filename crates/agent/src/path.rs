@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pushsim_metrics::Recorder;
@@ -19,6 +20,8 @@ use pushsim_scenario::PortRole;
 struct SiteEvents {
     recorders: Vec<Arc<Mutex<Recorder>>>,
     hits: Mutex<BTreeMap<u32, u64>>,
+    /// The site is stopping: agents closing now are not detecting anything.
+    stopping: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -36,6 +39,9 @@ impl Events for SiteEvents {
     }
 
     fn noticed(&self, tag: Tag, _rule: u32, hit_ns: u64, at_ns: u64) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(r) = self.recorders.get(usize::from(tag.group)) {
             lock(r).drop_noticed(hit_ns, at_ns);
         }
@@ -72,6 +78,7 @@ impl SitePath {
         let events = Arc::new(SiteEvents {
             recorders,
             hits: Mutex::new(BTreeMap::new()),
+            stopping: AtomicBool::new(false),
         });
         let mb = Middlebox::new(rules, events.clone());
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
@@ -120,6 +127,12 @@ impl SitePath {
             .cloned()
             .collect();
         self.mb.set_rules(all);
+    }
+
+    /// The site is stopping its agents: their closes from now on are not detections (a drop not
+    /// noticed by then stays out of `latency_us.detect`).
+    pub fn stopping(&self) {
+        self.events.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Stops the middlebox; returns what it did.

@@ -184,6 +184,9 @@ impl Site {
                 (r.connected_now(), r.paths())
             })
             .collect();
+        if let Some(p) = &self.path {
+            p.stopping();
+        }
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         let path = self.path.as_ref().map(|p| p.stop());
