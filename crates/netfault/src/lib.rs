@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //! - [`rule`]: rules and verdicts, pure (no sockets, no clock).
-//! - [`proxy`]: the TCP proxy that carries verdicts out.
+//! - [`proxy`]: the middlebox's listeners: new connections refused, swallowed or proxied.
+//! - `conn`: one proxied connection, its chunks and deadlines carried out.
 //! - [`scenario`]: a scenario's `[network]` as rules on the run clock.
 //! - [`toxics`]: Toxiproxy's JSON shapes and their translation to and from rules.
 //! - [`api`]: Toxiproxy's HTTP API over any [`api::Backend`].
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod client;
+mod conn;
 pub mod proxy;
 pub mod rule;
 pub mod scenario;

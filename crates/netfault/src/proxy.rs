@@ -1,36 +1,24 @@
-//! The middlebox's sockets: a TCP proxy per listener that asks the rules (`crate::rule`) about
-//! every new connection, every chunk and every deadline, and carries out the verdict.
-//!
-//! Each connection is one task that reads both sides into per-direction queues of timed chunks
-//! and writes them when due, so `latency` keeps order without serialising, `bandwidth` paces and
-//! `blackhole`/`timeout` hold data (the sender sees nothing wrong) until the rule ends. A side's
-//! FIN or RST is passed on unless the path is held or forgotten: then, as on a real broken path,
-//! the other side is not told.
+//! The middlebox's listeners: a TCP proxy per listener that asks the rules (`crate::rule`) about
+//! every new connection and refuses, swallows or proxies it (each proxied connection is a task
+//! of `crate::conn`), with the rule set shared by every listener and replaceable at any time.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushsim_scenario::{IdleMode, PortRole};
-use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pushsim_scenario::PortRole;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::rule::{self, Admit, ConnInfo, ConnState, Dir, Ns, Rule, RuleSet, Verdict};
+use crate::rule::{self, Admit, ConnInfo, Ns, Rule, RuleSet};
 use pushsim_metrics::clock::mono_ns as now_ns;
 
-/// Bytes read per chunk.
-const CHUNK: usize = 2048;
-/// Bytes a direction may queue (held or delayed) before the proxy stops reading it.
-const QUEUE_CAP: usize = 64 * 1024;
-/// Bound on connecting upstream.
-const UPSTREAM_CONNECT: Duration = Duration::from_secs(10);
-/// How long an orphaned side (its peer gone through a broken path) is kept at most.
-const ORPHAN: Duration = Duration::from_secs(600);
+/// How long an orphaned side (its peer gone through a broken path), or a swallowed
+/// connection, is kept at most.
+pub(crate) const ORPHAN: Duration = Duration::from_secs(600);
 
 /// Where a listener sits: which port role and which agents' group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,16 +63,16 @@ pub struct Counts {
     pub open: u64,
 }
 
-struct Inner {
-    rules: watch::Sender<Arc<RuleSet>>,
-    stop: watch::Sender<bool>,
-    events: Arc<dyn Events>,
-    next_id: AtomicU64,
-    open: AtomicUsize,
-    accepted: AtomicU64,
-    refused: AtomicU64,
-    swallowed: AtomicU64,
-    upstream_failures: AtomicU64,
+pub(crate) struct Inner {
+    pub(crate) rules: watch::Sender<Arc<RuleSet>>,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) events: Arc<dyn Events>,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) open: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) swallowed: AtomicU64,
+    pub(crate) upstream_failures: AtomicU64,
 }
 
 /// A fault-injecting TCP proxy with any number of listeners sharing one rule set.
@@ -172,7 +160,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-async fn sleep_until_ns(at: Option<Ns>) {
+pub(crate) async fn sleep_until_ns(at: Option<Ns>) {
     match at {
         Some(at) => tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now_ns()))).await,
         None => std::future::pending().await,
@@ -231,7 +219,7 @@ fn admit(inner: &Arc<Inner>, rules: &RuleSet, sock: TcpStream, upstream: SocketA
             let inner = inner.clone();
             inner.open.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                proxy(&inner, sock, upstream, info, tag).await;
+                crate::conn::proxy(&inner, sock, upstream, info, tag).await;
                 inner.open.fetch_sub(1, Ordering::Relaxed);
             });
         }
@@ -239,13 +227,13 @@ fn admit(inner: &Arc<Inner>, rules: &RuleSet, sock: TcpStream, upstream: SocketA
 }
 
 /// Closes with RST (SO_LINGER 0; the socket is non-blocking, so the close does not block).
-fn reset(sock: TcpStream) {
+pub(crate) fn reset(sock: TcpStream) {
     let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
     drop(sock);
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
@@ -261,342 +249,4 @@ async fn swallow(mut sock: TcpStream, mut stop: watch::Receiver<bool>) {
         }
     })
     .await;
-}
-
-/// One direction's queue of timed chunks.
-#[derive(Default)]
-struct Queue {
-    chunks: VecDeque<(Ns, Vec<u8>)>,
-    bytes: usize,
-    /// Release time of the last queued chunk (order is kept).
-    last: Ns,
-    /// Chunks held by a rule (released when it ends).
-    held: bool,
-    /// This side sent FIN or RST.
-    eof: bool,
-}
-
-impl Queue {
-    fn push(&mut self, at: Ns, data: Vec<u8>) {
-        let at = at.max(self.last);
-        self.last = at;
-        self.bytes += data.len();
-        self.chunks.push_back((at, data));
-    }
-
-    /// The next release time, unless held.
-    fn next(&self) -> Option<Ns> {
-        if self.held {
-            None
-        } else {
-            self.chunks.front().map(|c| c.0)
-        }
-    }
-}
-
-/// How a connection ends.
-enum End {
-    /// Both sides closed (FIN).
-    Close,
-    /// Both sides reset.
-    Reset,
-    /// The middlebox stops.
-    Stop,
-}
-
-struct Conn<'a> {
-    inner: &'a Inner,
-    info: ConnInfo,
-    tag: Tag,
-    st: ConnState,
-    q: [Queue; 2],
-    /// Rules that hit this connection already.
-    hit: Vec<u32>,
-    /// The rule that broke it, and when.
-    broken: Option<(u32, Ns)>,
-    rng: rand::rngs::SmallRng,
-}
-
-impl Conn<'_> {
-    fn record(&mut self, rule: u32, at: Ns, breaks: bool) {
-        if breaks && self.broken.is_none() {
-            self.broken = Some((rule, at));
-        }
-        if !self.hit.contains(&rule) {
-            self.hit.push(rule);
-            self.inner.events.hit(self.tag, rule, at, breaks);
-        }
-    }
-
-    /// The agent gave up on (or was told of) a broken connection at `at`.
-    fn noticed(&mut self, at: Ns) {
-        if let Some((rule, hit)) = self.broken.take() {
-            self.inner.events.noticed(self.tag, rule, hit, at);
-        }
-    }
-
-    /// Queues a chunk read going `dir` as the rules say; `Some(end)` ends the connection.
-    fn on_chunk(&mut self, rules: &RuleSet, dir: Dir, data: &[u8], now: Ns) -> Option<End> {
-        let d = dir as usize;
-        let roll = self.rng.random::<f64>();
-        let (v, by) = rule::chunk(
-            rules,
-            &self.info,
-            &self.st,
-            dir,
-            data.len() as u64,
-            now,
-            roll,
-        );
-        self.st.last[d] = now;
-        if let Some(r) = by {
-            let breaks = matches!(
-                v,
-                Verdict::Hold | Verdict::Reset | Verdict::Close | Verdict::CloseAfter(_)
-            );
-            if self.st.forgotten.is_none() {
-                self.record(r, now, breaks);
-            }
-        }
-        let q = &mut self.q[d];
-        match v {
-            Verdict::Pass => q.push(now, data.to_vec()),
-            Verdict::Delay(t) => q.push(now + t.as_nanos() as u64, data.to_vec()),
-            Verdict::Pace(t) => {
-                let at = q.last.max(now) + t.as_nanos() as u64;
-                q.push(at, data.to_vec())
-            }
-            Verdict::Slice {
-                size,
-                variation,
-                delay,
-            } => {
-                let mut at = q.last.max(now);
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let spread = if variation > 0 {
-                        self.rng.random_range(0..=2 * variation) as i64 - variation as i64
-                    } else {
-                        0
-                    };
-                    let n = ((size as i64 + spread).max(1) as usize).min(rest.len());
-                    self.q[d].push(at, rest[..n].to_vec());
-                    rest = &rest[n..];
-                    at += delay.as_nanos() as u64;
-                }
-            }
-            Verdict::Hold => {
-                q.push(now, data.to_vec());
-                q.held = true;
-            }
-            Verdict::Drop => {}
-            Verdict::Reset => {
-                self.noticed(now);
-                return Some(End::Reset);
-            }
-            Verdict::Close => return Some(End::Close),
-            Verdict::CloseAfter(n) => {
-                let n = (n as usize).min(data.len());
-                q.push(now, data[..n].to_vec());
-                self.st.bytes[d] += n as u64;
-                return Some(End::Close);
-            }
-            Verdict::Forget(_) => {}
-        }
-        if !matches!(v, Verdict::Drop | Verdict::Hold) {
-            self.st.bytes[d] += data.len() as u64;
-        }
-        None
-    }
-
-    /// Applies time-driven verdicts and holds at `now`.
-    fn on_time(&mut self, rules: &RuleSet, now: Ns) -> Option<End> {
-        let (v, by) = rule::due(rules, &self.info, &self.st, now);
-        if let Some(r) = by {
-            match v {
-                Verdict::Close | Verdict::Reset => {
-                    self.record(r, now, true);
-                    self.noticed(now);
-                    return Some(if v == Verdict::Close {
-                        End::Close
-                    } else {
-                        End::Reset
-                    });
-                }
-                Verdict::Forget(mode) => {
-                    self.record(r, now, true);
-                    self.st.forgotten = Some((mode, r));
-                    for q in &mut self.q {
-                        q.chunks.clear();
-                        q.bytes = 0;
-                    }
-                    if mode == IdleMode::Fin {
-                        self.noticed(now);
-                        return Some(End::Close);
-                    }
-                }
-                _ => {}
-            }
-        }
-        for dir in [Dir::Up, Dir::Down] {
-            let held = rule::holding(rules, &self.info, &self.st, dir, now);
-            if let Some(r) = held {
-                self.record(r, now, true);
-            }
-            let q = &mut self.q[dir as usize];
-            if q.held && held.is_none() {
-                // Released: what was held goes now, in order.
-                for c in &mut q.chunks {
-                    c.0 = c.0.min(now);
-                }
-            }
-            q.held = held.is_some();
-        }
-        None
-    }
-
-    /// Whether a side's FIN or RST must not reach the other side (held or forgotten path).
-    fn cut(&self) -> bool {
-        self.st.forgotten.is_some() || self.q.iter().any(|q| q.held)
-    }
-}
-
-/// Writes every chunk of `q` due at `now` to `to`.
-async fn flush<W: AsyncWriteExt + Unpin>(q: &mut Queue, to: &mut W, now: Ns) -> io::Result<()> {
-    while q.next().is_some_and(|at| at <= now) {
-        if let Some((_, data)) = q.chunks.pop_front() {
-            q.bytes -= data.len();
-            to.write_all(&data).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn proxy(
-    inner: &Inner,
-    mut agent: TcpStream,
-    upstream: SocketAddr,
-    info: ConnInfo,
-    tag: Tag,
-) {
-    let mut server =
-        match tokio::time::timeout(UPSTREAM_CONNECT, TcpStream::connect(upstream)).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                // The service is not there: the agent sees its connect refused.
-                inner.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                reset(agent);
-                return;
-            }
-        };
-    let _ = server.set_nodelay(true);
-    let mut rules_rx = inner.rules.subscribe();
-    let mut stop = inner.stop.subscribe();
-    let rules0 = rules_rx.borrow_and_update().clone();
-    let mut c = Conn {
-        inner,
-        info,
-        tag,
-        st: ConnState::default(),
-        q: [Queue::default(), Queue::default()],
-        hit: Vec::new(),
-        broken: None,
-        rng: rand::rngs::SmallRng::seed_from_u64(rules0.seed ^ info.id),
-    };
-    let mut rules = rules0;
-    let (mut ar, mut aw) = agent.split();
-    let (mut sr, mut sw) = server.split();
-    let mut ub = vec![0u8; CHUNK];
-    let mut db = vec![0u8; CHUNK];
-    let mut orphan_until: Option<tokio::time::Instant> = None;
-    let end = loop {
-        let now = now_ns();
-        if let Some(end) = c.on_time(&rules, now) {
-            break end;
-        }
-        if flush(&mut c.q[0], &mut sw, now).await.is_err()
-            || flush(&mut c.q[1], &mut aw, now).await.is_err()
-        {
-            break End::Close;
-        }
-        let wake = [
-            rule::next_due(&rules, &c.info, &c.st, now),
-            c.q[0].next(),
-            c.q[1].next(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let read_up = !c.q[0].eof && c.q[0].bytes < QUEUE_CAP;
-        let read_down = !c.q[1].eof && c.q[1].bytes < QUEUE_CAP;
-        if c.q[0].eof || c.q[1].eof {
-            if !c.cut() {
-                // The path is whole again: pass the close on after what is queued.
-                let _ = flush_all(&mut c.q[0], &mut sw).await;
-                let _ = flush_all(&mut c.q[1], &mut aw).await;
-                break End::Close;
-            }
-            orphan_until.get_or_insert(tokio::time::Instant::now() + ORPHAN);
-        }
-        tokio::select! {
-            r = ar.read(&mut ub), if read_up => {
-                let now = now_ns();
-                match r {
-                    Ok(n) if n > 0 => if let Some(end) = c.on_chunk(&rules, Dir::Up, &ub[..n], now) { break end },
-                    _ => {
-                        // The agent closed: if its path was broken, this is when it gave up.
-                        c.noticed(now);
-                        if !c.cut() { break if r.is_err() { End::Reset } else { End::Close } }
-                        c.q[0].eof = true;
-                        if c.q[1].eof { break End::Close }
-                    }
-                }
-            }
-            r = sr.read(&mut db), if read_down => {
-                let now = now_ns();
-                match r {
-                    Ok(n) if n > 0 => if let Some(end) = c.on_chunk(&rules, Dir::Down, &db[..n], now) { break end },
-                    _ => {
-                        if !c.cut() {
-                            // Pass the close on after what is still queued for the agent.
-                            let _ = flush_all(&mut c.q[1], &mut aw).await;
-                            break if r.is_err() { End::Reset } else { End::Close };
-                        }
-                        c.q[1].eof = true;
-                        if c.q[0].eof { break End::Close }
-                    }
-                }
-            }
-            _ = sleep_until_ns(wake) => {}
-            _ = rules_rx.changed() => rules = Arc::clone(&rules_rx.borrow_and_update()),
-            _ = tokio::time::sleep_until(orphan_until.unwrap_or_else(tokio::time::Instant::now)), if orphan_until.is_some() => break End::Close,
-            _ = stopped(&mut stop) => break End::Stop,
-        }
-    };
-    match end {
-        End::Reset => {
-            reset(agent);
-            reset(server);
-        }
-        End::Close | End::Stop => {
-            if !c.cut() {
-                // What a rule let through before it closed the connection (limit_data).
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    let _ = flush_all(&mut c.q[0], &mut sw).await;
-                    let _ = flush_all(&mut c.q[1], &mut aw).await;
-                })
-                .await;
-            }
-            let _ = aw.shutdown().await;
-            let _ = sw.shutdown().await;
-        }
-    }
-}
-
-/// Writes everything queued (a close is being passed on).
-async fn flush_all<W: AsyncWriteExt + Unpin>(q: &mut Queue, to: &mut W) -> io::Result<()> {
-    while let Some((_, data)) = q.chunks.pop_front() {
-        to.write_all(&data).await?;
-    }
-    Ok(())
 }

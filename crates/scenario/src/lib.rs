@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`model`]: the scenario structs and their defaults.
 //! - [`units`]: durations (`"30s"`) and rates (`"500/s"`) as they are written in files.
-//! - [`network`]: the middlebox's fault rules (`[network]`) and their typed faults.
+//! - [`network`]: the middlebox's fault rules as written (`[network]`).
+//! - [`fault`]: the typed faults, read from those rules.
+//! - `network_check`: the checks of `[network]`.
 //! - [`slo`]: SLO expressions (`"wakeups.lost == 0"`), parsed and evaluated against numbers.
 //! - [`sweep`]: the variants of a scenario that sweeps one key.
 //! - [`validate`]: the checks a scenario passes before a run.
@@ -15,19 +17,22 @@
 //! - [`builtin`]: the scenarios shipped in `scenarios/`.
 
 pub mod builtin;
+pub mod fault;
 pub mod load;
 pub mod model;
 pub mod network;
+mod network_check;
 pub mod slo;
 pub mod sweep;
 pub mod units;
 pub mod validate;
 
+pub use fault::{Direction, Fault, IdleMode, OverLimit};
 pub use load::{load, parse, ScenarioError};
 pub use model::{
     Agents, At, Backoff, BackoffPolicy, Broker, Every, Group, PortRole, Profile, ResolvedGroup,
     Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
 };
-pub use network::{Direction, Fault, IdleMode, NetRule, Network, OverLimit};
+pub use network::{NetRule, Network};
 pub use slo::{Limit, Op, Slo};
 pub use units::{Dur, Rate};
