@@ -423,6 +423,31 @@ mod tests {
     }
 
     #[test]
+    fn slicer_cuts_in_its_direction_only() {
+        let c = conn();
+        let st = ConnState::default();
+        let mut sl = rule(Fault::Slicer {
+            average_size: 64,
+            size_variation: 8,
+            delay: Duration::from_micros(500),
+        });
+        sl.direction = Direction::Up;
+        let want = Verdict::Slice {
+            size: 64,
+            variation: 8,
+            delay: Duration::from_micros(500),
+        };
+        assert_eq!(
+            chunk(&set(&[sl.clone()]), &c, &st, Dir::Up, 1000, 0, 0.3).0,
+            want
+        );
+        assert_eq!(
+            chunk(&set(&[sl]), &c, &st, Dir::Down, 1000, 0, 0.3).0,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
     fn bandwidth_paces_and_limit_data_cuts() {
         let c = conn();
         let mut st = ConnState::default();
