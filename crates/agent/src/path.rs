@@ -54,6 +54,8 @@ pub struct SitePath {
     events: Arc<SiteEvents>,
     /// The scenario's rules, and those set through the fault API per role.
     rules: Mutex<(Vec<Rule>, [Vec<Rule>; 2])>,
+    /// Ends the middlebox's thread.
+    done: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// What a site's middlebox did.
@@ -81,6 +83,21 @@ impl SitePath {
             stopping: AtomicBool::new(false),
         });
         let mb = Middlebox::new(rules, events.clone());
+        // The middlebox runs on a thread of its own, apart from the agents' runtime: a chunk it
+        // forwards does not wait behind agents' tasks.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("middlebox".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = ended.await;
+                })
+            })?;
+        let _in_its_runtime = handle.enter();
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut ends = Vec::with_capacity(groups);
         for g in 0..groups {
@@ -98,7 +115,16 @@ impl SitePath {
             ends.push(pair);
         }
         let rules = Mutex::new((base, [Vec::new(), Vec::new()]));
-        Ok((Self { mb, events, rules }, ends))
+        let done = Mutex::new(Some(done));
+        Ok((
+            Self {
+                mb,
+                events,
+                rules,
+                done,
+            },
+            ends,
+        ))
     }
 
     /// The fault API changed the proxy of a port role (`primary` or `fallback`): its rules
@@ -138,6 +164,9 @@ impl SitePath {
     /// Stops the middlebox; returns what it did.
     pub fn stop(&self) -> PathResult {
         self.mb.stop();
+        if let Some(d) = lock(&self.done).take() {
+            let _ = d.send(());
+        }
         PathResult {
             hits: lock(&self.events.hits).clone(),
             counts: self.mb.counts(),
