@@ -159,11 +159,15 @@ impl Conn<'_> {
                 self.noticed(now);
                 return Some(End::Reset);
             }
-            Verdict::Close => return Some(End::Close),
+            Verdict::Close => {
+                self.noticed(now);
+                return Some(End::Close);
+            }
             Verdict::CloseAfter(n) => {
                 let n = (n as usize).min(data.len());
                 q.push(now, data[..n].to_vec());
                 self.st.bytes[d] += n as u64;
+                self.noticed(now);
                 return Some(End::Close);
             }
             Verdict::Forget(_) => {}
@@ -216,6 +220,11 @@ impl Conn<'_> {
                 }
             }
             q.held = held.is_some();
+        }
+        if self.broken.is_some() && self.st.forgotten.is_none() && !self.cut() {
+            // The hold ended before the agent gave up: the connection lives on, and its
+            // agent has nothing to detect (the drop stays counted).
+            self.broken = None;
         }
         None
     }

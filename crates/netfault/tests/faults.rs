@@ -242,6 +242,14 @@ async fn blackhole_holds_both_ways_until_it_ends() {
     // After the rule ends the held bytes arrive: nothing was lost, as TCP would retransmit.
     assert_eq!(read_n(&mut c, 4, LONG).await.unwrap(), b"held");
     assert!(s.seen.hits.lock().unwrap()[0].2);
+    // The connection lived on: closing it later is not a detection.
+    drop(c);
+    let deadline = Instant::now() + LONG;
+    while s.mb.counts().open > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(s.mb.counts().open, 0);
+    assert!(s.seen.noticed.lock().unwrap().is_empty());
 }
 
 fn idle(mode: IdleMode) -> Rule {
