@@ -16,10 +16,14 @@
 //! - [`api`]: Toxiproxy's HTTP API over any [`api::Backend`].
 //! - [`standalone`]: stand-alone proxies behind that API (`pushsim toxiproxy`).
 //! - [`client`]: a client of Toxiproxy's API (`network.backend = "toxiproxy"`).
+//! - [`connect_rule`]: the HTTP CONNECT proxy's faults and request reading (pure).
+//! - [`connect`]: the embedded HTTP CONNECT proxy (not yet in the agents' path: issue 5).
 
 pub mod api;
 pub mod client;
 mod conn;
+pub mod connect;
+pub mod connect_rule;
 pub mod proxy;
 pub mod rule;
 pub mod scenario;
