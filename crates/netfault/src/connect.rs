@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::connect_rule::{self, Answer, OnAccept, ProxyRule};
-use crate::proxy::{reset, stopped, ORPHAN};
+use crate::proxy::{reset, stopped, swallow};
 use crate::rule::Ns;
 
 /// Largest request head read.
@@ -197,25 +197,11 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
     match answer {
         Answer::Hang => {
             rec.closed = "hang".into();
-            let mut sink = [0u8; 512];
-            let _ = tokio::time::timeout(ORPHAN, async {
-                loop {
-                    tokio::select! {
-                        r = sock.read(&mut sink) => if !matches!(r, Ok(n) if n > 0) { return },
-                        _ = stopped(&mut stop) => return,
-                    }
-                }
-            })
-            .await;
+            swallow(sock, stop).await;
         }
         Answer::Status { code, delay } => {
             tokio::time::sleep(delay).await;
-            rec.status = code;
-            rec.closed = "answered".into();
-            let _ = sock
-                .write_all(connect_rule::status_head(code).as_bytes())
-                .await;
-            let _ = sock.shutdown().await;
+            answer_status(&mut sock, &mut rec, code).await;
         }
         Answer::Tunnel { target, delay } => {
             let up = match loopback(&target).await {
@@ -226,14 +212,7 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
                 },
             };
             match up {
-                Err(code) => {
-                    rec.status = code;
-                    rec.closed = "answered".into();
-                    let _ = sock
-                        .write_all(connect_rule::status_head(code).as_bytes())
-                        .await;
-                    let _ = sock.shutdown().await;
-                }
+                Err(code) => answer_status(&mut sock, &mut rec, code).await,
                 Ok(mut up) => {
                     let _ = up.set_nodelay(true);
                     tokio::time::sleep(delay).await;
@@ -254,6 +233,16 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
     }
     rec.close_ns = now_ns();
     lock(&inner.records).push(rec);
+}
+
+/// Answers `code` and closes.
+async fn answer_status(sock: &mut TcpStream, rec: &mut TunnelRecord, code: u16) {
+    rec.status = code;
+    rec.closed = "answered".into();
+    let _ = sock
+        .write_all(connect_rule::status_head(code).as_bytes())
+        .await;
+    let _ = sock.shutdown().await;
 }
 
 /// Carries bytes both ways; returns why it ended.

@@ -237,8 +237,9 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Accepted, never answered: reads and discards until the client gives up.
-async fn swallow(mut sock: TcpStream, mut stop: watch::Receiver<bool>) {
+/// Accepted, never answered: reads and discards until the client gives up (at most
+/// [`ORPHAN`]).
+pub(crate) async fn swallow(mut sock: TcpStream, mut stop: watch::Receiver<bool>) {
     let mut buf = [0u8; 512];
     let _ = tokio::time::timeout(ORPHAN, async {
         loop {
