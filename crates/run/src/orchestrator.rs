@@ -195,8 +195,16 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         external = Some(ext);
     }
     let path = site_middlebox.then_some(&network);
-    run.start_sites(&sc, &groups, path, &group_of, targets, checkin_addr)
-        .await?;
+    let started = run
+        .start_sites(&sc, &groups, path, &group_of, targets, checkin_addr)
+        .await;
+    if let Err(e) = started {
+        // Leave nothing behind on an external Toxiproxy.
+        if let Some(ext) = external {
+            ext.close().await;
+        }
+        return Err(e);
+    }
 
     // The timeline.
     run.mark_setup();
