@@ -151,12 +151,4 @@ impl Toxiproxy {
             .await
             .map(|_| ())
     }
-
-    /// Every proxy on the server.
-    pub async fn proxies(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, ProxyJson>, ToxiproxyError> {
-        let v = self.call("GET", "/proxies", None).await?;
-        self.parse("GET /proxies", v)
-    }
 }

@@ -109,11 +109,6 @@ impl Middlebox {
         });
     }
 
-    /// The rules in force.
-    pub fn rules(&self) -> Arc<RuleSet> {
-        self.inner.rules.borrow().clone()
-    }
-
     /// Listens on `addr` (port 0: any) in front of `upstream`; returns the bound address. Must
     /// be called inside a tokio runtime.
     pub fn listen(

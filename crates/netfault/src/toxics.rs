@@ -306,6 +306,15 @@ mod tests {
     }
 
     #[test]
+    fn what_validation_lets_through_to_toxiproxy_is_what_it_can_apply() {
+        for kind in pushsim_scenario::fault::FAULT_KINDS {
+            let fits = rule_to_toxics("r", &NetRule::new(kind)).is_ok();
+            let allowed = pushsim_scenario::TOXIPROXY_KINDS.contains(kind);
+            assert_eq!(fits, allowed, "{kind}");
+        }
+    }
+
+    #[test]
     fn rules_become_toxiproxy_toxics_per_stream() {
         let mut r = NetRule::new("blackhole");
         let t = rule_to_toxics("bh", &r).unwrap();

@@ -112,34 +112,6 @@ pub enum Fault {
     },
 }
 
-impl Fault {
-    /// The name a scenario uses.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Fault::Latency { .. } => "latency",
-            Fault::Bandwidth { .. } => "bandwidth",
-            Fault::Slicer { .. } => "slicer",
-            Fault::LimitData { .. } => "limit_data",
-            Fault::Timeout { .. } => "timeout",
-            Fault::ResetPeer { .. } => "reset_peer",
-            Fault::Close => "close",
-            Fault::Blackhole => "blackhole",
-            Fault::IdleDrop { .. } => "idle_drop",
-            Fault::Refuse => "refuse",
-            Fault::Swallow => "swallow",
-            Fault::MaxConnections { .. } => "max_connections",
-        }
-    }
-
-    /// Whether it decides on new connections only.
-    pub fn on_connect(&self) -> bool {
-        matches!(
-            self,
-            Fault::Refuse | Fault::Swallow | Fault::MaxConnections { .. }
-        )
-    }
-}
-
 /// Every fault kind, as written.
 pub const FAULT_KINDS: &[&str] = &[
     "latency",

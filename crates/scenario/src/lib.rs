@@ -22,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod network;
 mod network_check;
+pub use network_check::TOXIPROXY_KINDS;
 pub mod slo;
 pub mod sweep;
 pub mod units;
