@@ -8,6 +8,22 @@ use crate::clock::elapsed_us;
 use crate::histo::Histo;
 use crate::timeline::Timeline;
 
+/// Paths an agent can be connected on: direct or through the HTTP proxy, to the primary or the
+/// fallback port role. A path's index is `2·proxy + fallback`.
+pub const PATHS: usize = 4;
+/// The paths' names, by index, as the report writes them.
+pub const PATH_NAMES: [&str; PATHS] = [
+    "direct_primary",
+    "direct_fallback",
+    "proxy_primary",
+    "proxy_fallback",
+];
+
+/// The index of a path.
+pub fn path_index(proxy: bool, fallback: bool) -> usize {
+    2 * usize::from(proxy) + usize::from(fallback)
+}
+
 /// One first receipt of a wake-up: its sequence number and latency from the intended send time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -63,6 +79,9 @@ pub struct Snapshot {
     /// Per agent, from its first connect attempt to its first CONNACK (on whichever endpoint).
     #[serde(default)]
     pub first_connect: Histo,
+    /// The same, by the path the agent first connected on (index: [`path_index`]).
+    #[serde(default)]
+    pub time_to_connected: [Histo; PATHS],
     /// Wake-up latency of every agent's later (warm) wake-ups.
     pub wakeup: Histo,
     /// Wake-up latency of every agent's first wake-up (cold).
@@ -91,7 +110,7 @@ pub struct Recorder {
     t0_ns: u64,
     snap: Snapshot,
     seen: HashSet<u64>,
-    paths: [u64; 2],
+    paths: [u64; PATHS],
 }
 
 /// What became of a received wake-up.
@@ -110,7 +129,7 @@ impl Recorder {
             t0_ns,
             snap: Snapshot::default(),
             seen: HashSet::new(),
-            paths: [0; 2],
+            paths: [0; PATHS],
         }
     }
 
@@ -131,7 +150,7 @@ impl Recorder {
     }
 
     /// A connect attempt that began at `start_ns` got its CONNACK at `now_ns`, on path `path`
-    /// (0 primary, 1 fallback). `lost_ns` is when the agent's previous connection was lost, if
+    /// ([`path_index`]). `lost_ns` is when the agent's previous connection was lost, if
     /// it was: it times the reconnect and, when the loss fell in the latest outage, the
     /// agent's return from it.
     pub fn connected(&mut self, start_ns: u64, now_ns: u64, path: usize, lost_ns: Option<u64>) {
@@ -171,11 +190,14 @@ impl Recorder {
         }
     }
 
-    /// An agent that began trying at `first_attempt_ns` got its first CONNACK at `now_ns`.
-    pub fn first_connected(&mut self, first_attempt_ns: u64, now_ns: u64) {
-        self.snap
-            .first_connect
-            .record(elapsed_us(first_attempt_ns, now_ns));
+    /// An agent that began trying at `first_attempt_ns` got its first CONNACK at `now_ns`, on
+    /// `path`.
+    pub fn first_connected(&mut self, first_attempt_ns: u64, now_ns: u64, path: usize) {
+        let us = elapsed_us(first_attempt_ns, now_ns);
+        self.snap.first_connect.record(us);
+        if let Some(h) = self.snap.time_to_connected.get_mut(path) {
+            h.record(us);
+        }
     }
 
     /// The middlebox broke a connection at `at_ns`.
@@ -222,8 +244,8 @@ impl Recorder {
         self.snap.wakeup_to_checkin.record(us);
     }
 
-    /// Agents connected now per path (primary, fallback).
-    pub fn paths(&self) -> [u64; 2] {
+    /// Agents connected now per path ([`path_index`]).
+    pub fn paths(&self) -> [u64; PATHS] {
         self.paths
     }
 
@@ -336,16 +358,32 @@ mod tests {
     }
 
     #[test]
+    fn time_to_connected_by_path() {
+        let mut r = Recorder::new(0);
+        r.first_connected(0, 2_000_000, path_index(false, true));
+        r.first_connected(0, 5_000_000, path_index(true, false));
+        let s = r.snapshot();
+        assert_eq!(s.first_connect.len(), 2);
+        let lens: Vec<u64> = s.time_to_connected.iter().map(|h| h.len()).collect();
+        assert_eq!(lens, vec![0, 1, 1, 0]);
+        assert!(s.time_to_connected[2].summary().max.abs_diff(5_000) <= 5);
+        assert_eq!(PATH_NAMES[path_index(true, true)], "proxy_fallback");
+    }
+
+    #[test]
     fn outage_return_and_reconnect() {
         let mut r = Recorder::new(0);
         r.connected(0, 1_000, 1, None);
         r.connected(0, 1_000, 0, None);
-        assert_eq!(r.paths(), [1, 1]);
+        assert_eq!(r.paths(), [1, 1, 0, 0]);
         r.outage(10_000_000_000);
         assert_eq!(r.snapshot().outages[0].connected_before, 2);
         r.disconnected(10_000_000_000, 0, true, Some(10_000_000_000));
         r.disconnected(10_000_000_000, 1, true, Some(10_000_000_000));
-        assert_eq!(r.paths(), [0, 0]);
+        assert_eq!(r.paths(), [0, 0, 0, 0]);
+        r.connected(0, 1_000, path_index(true, true), None);
+        assert_eq!(r.paths(), [0, 0, 0, 1]);
+        r.disconnected(1_000, 3, false, None);
         r.connected(12_000_000_000, 12_000_002_000, 0, Some(10_000_000_000));
         // lost before the outage: counts as a reconnect, not as a return from it
         r.connected(5_000_000_000, 5_000_002_000, 0, Some(4_000_000_000));

@@ -10,6 +10,8 @@
 //! - [`network`]: the middlebox's fault rules as written (`[network]`).
 //! - [`fault`]: the typed faults, read from those rules.
 //! - `network_check`: the checks of `[network]`.
+//! - [`proxy`]: the HTTP proxy on the agents' path (`[proxy]`), its faults, the agents' routes.
+//! - `proxy_check`: the checks of `[proxy]` and of routes.
 //! - [`slo`]: SLO expressions (`"wakeups.lost == 0"`), parsed and evaluated against numbers.
 //! - [`sweep`]: the variants of a scenario that sweeps one key.
 //! - [`validate`]: the checks a scenario passes before a run.
@@ -22,6 +24,8 @@ pub mod load;
 pub mod model;
 pub mod network;
 mod network_check;
+pub mod proxy;
+mod proxy_check;
 pub use network_check::TOXIPROXY_KINDS;
 pub mod slo;
 pub mod sweep;
@@ -35,5 +39,6 @@ pub use model::{
     Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
 };
 pub use network::{NetRule, Network};
+pub use proxy::{proxy_url, Proxy, ProxyAddr, ProxyFault, ProxyRule, Route};
 pub use slo::{Limit, Op, Slo};
 pub use units::{Dur, Rate};

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::network::Network;
+use crate::proxy::{Proxy, Route};
 use crate::slo::Slo;
 use crate::units::{Dur, Rate};
 
@@ -36,6 +37,9 @@ pub struct Scenario {
     /// The network path: the middlebox's fault rules.
     #[serde(default)]
     pub network: Network,
+    /// The HTTP proxy on the agents' path (none: agents go direct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Proxy>,
     /// Agent groups, each with its own settings; without any, `agents.count` agents form one
     /// group named `all`.
     #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
@@ -313,6 +317,9 @@ agent_settings! {
     pingresp_timeout: Dur = "default_pingresp_timeout";
     /// Endpoints in the order an agent tries them.
     endpoints: Vec<PortRole> = "default_endpoints";
+    /// Through the proxy or direct, in which order (each over every endpoint); without a
+    /// `[proxy]`, agents go direct.
+    route: Route = "Route::default";
     /// Connected on a fallback endpoint, how often to try the primary again (`"off"`: never).
     primary_retry: Every = "Every::default";
     /// Wait between failed connect rounds.

@@ -17,9 +17,70 @@ pub const TOXIPROXY_KINDS: &[&str] = &[
     "blackhole",
 ];
 
+/// Where and when a rule applies, and its name: checked alike for every kind of rule.
+pub(crate) struct Scope<'a> {
+    pub groups: &'a [String],
+    pub at: Dur,
+    pub until: Option<Dur>,
+    pub label: String,
+}
+
+impl Scope<'_> {
+    /// Checks the rule at key `at` in a run of `duration` with `groups`; its name must not be in
+    /// `names` (it is added).
+    pub fn check(
+        self,
+        at: &str,
+        duration: Dur,
+        groups: &[String],
+        names: &mut Vec<String>,
+        errs: &mut Vec<Invalid>,
+    ) {
+        let key = |k: &str| format!("{at}.{k}");
+        for g in self.groups {
+            if !groups.contains(g) {
+                errs.push(Invalid::new(
+                    &key("groups"),
+                    g,
+                    &format!("is not a group of the scenario ({})", groups.join(", ")),
+                ));
+            }
+        }
+        if self.at >= duration {
+            errs.push(Invalid::new(
+                &key("at"),
+                self.at,
+                "must be before the end of the run",
+            ));
+        }
+        if self.until.is_some_and(|u| u <= self.at) {
+            errs.push(Invalid::new(
+                &key("until"),
+                self.until.unwrap_or(self.at),
+                "must be after `at`",
+            ));
+        }
+        if names.contains(&self.label) {
+            errs.push(Invalid::new(
+                &key("name"),
+                &self.label,
+                "names another rule too; names must be unique",
+            ));
+        }
+        names.push(self.label);
+    }
+}
+
 impl Network {
-    /// Checks every rule against a run of `duration` with `groups`; pushes what is wrong.
-    pub(crate) fn check(&self, duration: Dur, groups: &[String], errs: &mut Vec<Invalid>) {
+    /// Checks every rule against a run of `duration` with `groups`; pushes what is wrong. Rule
+    /// names go into `names` (unique over every kind of rule).
+    pub(crate) fn check(
+        &self,
+        duration: Dur,
+        groups: &[String],
+        names: &mut Vec<String>,
+        errs: &mut Vec<Invalid>,
+    ) {
         let toxiproxy = self.backend == Backend::Toxiproxy;
         if toxiproxy && self.toxiproxy_url.is_none() {
             errs.push(Invalid::new(
@@ -37,7 +98,6 @@ impl Network {
                 ));
             }
         }
-        let mut names: Vec<String> = Vec::new();
         for (role, list) in [
             (PortRole::Primary, &self.primary),
             (PortRole::Fallback, &self.fallback),
@@ -60,38 +120,13 @@ impl Network {
                         "must be from 0 to 1",
                     ));
                 }
-                for g in &rule.groups {
-                    if !groups.contains(g) {
-                        errs.push(Invalid::new(
-                            &key("groups"),
-                            g,
-                            &format!("is not a group of the scenario ({})", groups.join(", ")),
-                        ));
-                    }
-                }
-                if rule.at >= duration {
-                    errs.push(Invalid::new(
-                        &key("at"),
-                        rule.at,
-                        "must be before the end of the run",
-                    ));
-                }
-                if rule.until.is_some_and(|u| u <= rule.at) {
-                    errs.push(Invalid::new(
-                        &key("until"),
-                        rule.until.unwrap_or(rule.at),
-                        "must be after `at`",
-                    ));
-                }
-                let label = rule.label(role, i);
-                if names.contains(&label) {
-                    errs.push(Invalid::new(
-                        &key("name"),
-                        &label,
-                        "names another rule too; names must be unique",
-                    ));
-                }
-                names.push(label);
+                let scope = Scope {
+                    groups: &rule.groups,
+                    at: rule.at,
+                    until: rule.until,
+                    label: rule.label(role, i),
+                };
+                scope.check(&at, duration, groups, names, errs);
                 if toxiproxy {
                     if !TOXIPROXY_KINDS.contains(&rule.fault.as_str()) {
                         errs.push(Invalid::new(

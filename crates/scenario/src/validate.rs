@@ -329,7 +329,10 @@ impl Scenario {
         }
         self.validate_timeline(&mut errs);
         let names: Vec<String> = self.resolved_groups().into_iter().map(|g| g.name).collect();
-        self.network.check(self.duration, &names, &mut errs);
+        let mut rule_names = Vec::new();
+        self.network
+            .check(self.duration, &names, &mut rule_names, &mut errs);
+        self.check_proxy(&mut rule_names, &mut errs);
         if let Some(sw) = &self.sweep {
             if sw.key.trim().is_empty() || sw.key == "sweep" || sw.key.starts_with("sweep.") {
                 errs.push(invalid(
