@@ -101,6 +101,7 @@ async fn fixture() -> Fixture {
         checkin: None,
         seed: 1,
         network: None,
+        proxy: None,
     };
     let site = Site::start(cfg, runs, t0).await.expect("site");
     until("500 agents connected", || {

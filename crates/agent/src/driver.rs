@@ -13,12 +13,12 @@ use pushsim_metrics::Recorder;
 use pushsim_scenario::{PortRole, Profile, Session};
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
-use rumqttc::{SubscribeReasonCode, TlsConfiguration, Transport};
+use rumqttc::{Proxy, ProxyAuth, ProxyType, SubscribeReasonCode, TlsConfiguration, Transport};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::liveness::Liveness;
-use crate::policy::{agent_rng, Decision, Policy};
+use crate::policy::{agent_rng, Decision, Endpoint, Policy};
 use crate::site::Shared;
 
 /// Everything one agent needs.
@@ -35,16 +35,24 @@ pub struct AgentRun {
     pub group: usize,
 }
 
-fn path(role: PortRole) -> usize {
-    match role {
+fn options(shared: &Shared, run: &AgentRun, profile: &Profile, to: Endpoint) -> MqttOptions {
+    let role = match to.role {
         PortRole::Primary => 0,
         PortRole::Fallback => 1,
-    }
-}
-
-fn options(shared: &Shared, run: &AgentRun, profile: &Profile, role: PortRole) -> MqttOptions {
-    let target = shared.targets[run.group][path(role)];
+    };
+    let target = shared.targets[run.group][role];
     let mut o = MqttOptions::new(run.id.clone(), shared.server_name.clone(), target.port());
+    if to.proxy {
+        if let Some(Some(p)) = shared.proxies.get(run.group) {
+            // CONNECT server_name:port; never credentials (agents do not authenticate).
+            o.set_proxy(Proxy {
+                ty: ProxyType::Http,
+                auth: ProxyAuth::None,
+                addr: p.host.clone(),
+                port: p.port,
+            });
+        }
+    }
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         run.tls.clone(),
     )));
@@ -105,8 +113,10 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
         ));
     }
     let topic = topic(&run.id);
-    let mut policy = Policy::new(profile, shared.seed, run.index);
-    let (client, mut ev) = AsyncClient::new(options(&shared, &run, profile, PortRole::Primary), 4);
+    let proxy = shared.proxies.get(run.group).is_some_and(Option::is_some);
+    let mut policy = Policy::new(profile, shared.seed, run.index, proxy);
+    let first = Endpoint::direct(PortRole::Primary);
+    let (client, mut ev) = AsyncClient::new(options(&shared, &run, profile, first), 4);
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
@@ -118,7 +128,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
     let mut first_done = false;
     let mut decision = policy.decide();
     loop {
-        let role = match decision {
+        let to = match decision {
             Decision::Wait(d) => {
                 tokio::select! {
                     _ = tokio::time::sleep(d) => {}
@@ -127,9 +137,9 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
                 decision = policy.decide();
                 continue;
             }
-            Decision::Connect(role) => role,
+            Decision::Connect(to) => to,
         };
-        ev.mqtt_options = options(&shared, &run, profile, role);
+        ev.mqtt_options = options(&shared, &run, profile, to);
         let start = mono_ns();
         first_attempt.get_or_insert(start);
         lock(&rec).connect_attempt();
@@ -148,13 +158,13 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
         }
         {
             let mut r = lock(&rec);
-            r.connected(start, now, path(role), lost_ns.take());
+            r.connected(start, now, to.path(), lost_ns.take());
             if !first_done {
-                r.first_connected(first_attempt.unwrap_or(start), now);
+                r.first_connected(first_attempt.unwrap_or(start), now, to.path());
                 first_done = true;
             }
         }
-        policy.connected(role, Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
+        policy.connected(to, Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
         if client
             .try_subscribe(topic.clone(), QoS::AtLeastOnce)
             .is_err()
@@ -179,7 +189,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
             End::PrimaryRetry => {
                 disconnect(&client, &mut ev).await;
                 let mut r = lock(&rec);
-                r.disconnected(now, path(role), false, None);
+                r.disconnected(now, to.path(), false, None);
                 r.primary_retry();
                 decision = policy.retry_primary();
             }
@@ -191,7 +201,7 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
                     tracing::debug!(agent = %run.id, error = %why, "connection lost");
                 }
                 ev.clean();
-                lock(&rec).disconnected(now, path(role), true, down);
+                lock(&rec).disconnected(now, to.path(), true, down);
                 lost_ns = Some(now);
                 decision = policy.lost(Duration::from_nanos(now.saturating_sub(shared.t0_ns)));
             }

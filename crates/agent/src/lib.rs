@@ -12,6 +12,8 @@
 //! - [`driver`]: one agent's connect / listen / reconnect loop over rumqttc.
 //! - [`site`]: starting, observing and stopping a site's agents.
 //! - [`path`]: the site's middlebox (one listener per group and role) and its events.
+//! - [`proxy`]: the site's HTTP proxy (embedded, one listener per group, or external).
+//! - `netthread`: the thread of its own that the middlebox and the proxy each run on.
 
 pub mod backoff;
 pub mod checkin;
@@ -19,8 +21,11 @@ pub mod driver;
 pub mod identity;
 pub mod ids;
 pub mod liveness;
+mod netthread;
 pub mod path;
 pub mod policy;
+pub mod proxy;
 pub mod site;
 
-pub use site::{Site, SiteConfig, SiteProgress};
+pub use proxy::ProxySetup;
+pub use site::{Site, SiteConfig, SiteProgress, SiteResult};

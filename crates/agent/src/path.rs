@@ -83,20 +83,7 @@ impl SitePath {
             stopping: AtomicBool::new(false),
         });
         let mb = Middlebox::new(rules, events.clone());
-        // The middlebox runs on a thread of its own, apart from the agents' runtime: a chunk it
-        // forwards does not wait behind agents' tasks.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
-        let (done, ended) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("middlebox".into())
-            .spawn(move || {
-                rt.block_on(async {
-                    let _ = ended.await;
-                })
-            })?;
+        let (handle, done) = crate::netthread::own_thread("middlebox")?;
         let _in_its_runtime = handle.enter();
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut ends = Vec::with_capacity(groups);

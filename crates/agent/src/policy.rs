@@ -1,5 +1,6 @@
 //! What a real management agent does about its push connection, as plain logic over
-//! (state, event, now): which endpoint to try next, how long to wait after a failed round,
+//! (state, event, now): which endpoint to try next (through the proxy or direct, then the port
+//! role), how long to wait after a failed round,
 //! when to go back to the primary, when past failures are forgotten. The rumqttc driver asks it
 //! and does the I/O; nothing here touches a socket or a clock.
 
@@ -11,11 +12,53 @@ use rand::SeedableRng;
 
 use crate::backoff::Backoff;
 
+/// Where an attempt goes: a port role of the service, through the HTTP proxy or direct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Through the proxy.
+    pub proxy: bool,
+    /// The port role.
+    pub role: PortRole,
+}
+
+impl Endpoint {
+    /// Direct to `role`.
+    pub fn direct(role: PortRole) -> Self {
+        Self { proxy: false, role }
+    }
+
+    /// Through the proxy to `role`.
+    pub fn proxied(role: PortRole) -> Self {
+        Self { proxy: true, role }
+    }
+
+    /// Its path index in the recorders (`pushsim_metrics::recorder::path_index`).
+    pub fn path(self) -> usize {
+        pushsim_metrics::recorder::path_index(self.proxy, self.role == PortRole::Fallback)
+    }
+}
+
+/// The endpoints of `profile` in the order tried: each route (proxy, direct) of its
+/// `route` over every port role of its `endpoints`; `proxy` when a proxy is configured.
+pub fn endpoint_order(profile: &Profile, proxy: bool) -> Vec<Endpoint> {
+    profile
+        .route
+        .vias(proxy)
+        .iter()
+        .flat_map(|&via| {
+            profile
+                .endpoints
+                .iter()
+                .map(move |&role| Endpoint { proxy: via, role })
+        })
+        .collect()
+}
+
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Try this endpoint, bounded by the connect timeout.
-    Connect(PortRole),
+    Connect(Endpoint),
     /// Wait this long, then ask again with [`Policy::decide`].
     Wait(Duration),
 }
@@ -23,7 +66,7 @@ pub enum Decision {
 /// One agent's connection policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    endpoints: Vec<PortRole>,
+    endpoints: Vec<Endpoint>,
     primary_retry: Option<Duration>,
     stable_after: Duration,
     backoff: Backoff,
@@ -40,10 +83,11 @@ pub fn agent_rng(seed: u64, index: u32) -> SmallRng {
 }
 
 impl Policy {
-    /// The policy for agent `index` of a run seeded `seed`, with `profile`'s settings.
-    pub fn new(profile: &Profile, seed: u64, index: u32) -> Self {
+    /// The policy for agent `index` of a run seeded `seed`, with `profile`'s settings; `proxy`
+    /// when a proxy is configured.
+    pub fn new(profile: &Profile, seed: u64, index: u32, proxy: bool) -> Self {
         Self {
-            endpoints: profile.endpoints.clone(),
+            endpoints: endpoint_order(profile, proxy),
             primary_retry: profile.primary_retry.0.map(|d| d.get()),
             stable_after: profile.stable_after.get(),
             backoff: Backoff::new(profile.backoff),
@@ -79,7 +123,7 @@ impl Policy {
     }
 
     /// Connected on `endpoint` at `now`.
-    pub fn connected(&mut self, endpoint: PortRole, now: Duration) {
+    pub fn connected(&mut self, endpoint: Endpoint, now: Duration) {
         let i = self
             .endpoints
             .iter()
@@ -124,7 +168,7 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use pushsim_scenario::{Backoff as B, BackoffPolicy, Dur, Every, Session};
+    use pushsim_scenario::{Backoff as B, BackoffPolicy, Dur, Every, Route, Session};
 
     use super::*;
 
@@ -134,6 +178,7 @@ mod tests {
             keep_alive: Dur::secs(30),
             pingresp_timeout: Dur::secs(10),
             endpoints,
+            route: Route::ProxyFirst,
             primary_retry: Every(Some(Dur::secs(300))),
             backoff: B {
                 policy,
@@ -146,10 +191,54 @@ mod tests {
         }
     }
 
+    const PRIMARY: Endpoint = Endpoint {
+        proxy: false,
+        role: PortRole::Primary,
+    };
+    const FALLBACK: Endpoint = Endpoint {
+        proxy: false,
+        role: PortRole::Fallback,
+    };
     use PortRole::{Fallback, Primary};
 
     fn s(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn with_a_proxy_every_endpoint_is_tried_through_it_first() {
+        let prof = profile(vec![Primary, Fallback], BackoffPolicy::Fixed);
+        let mut p = Policy::new(&prof, 1, 0, true);
+        let order: Vec<Decision> = std::iter::once(p.decide())
+            .chain((0..4).map(|_| p.connect_failed()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                Decision::Connect(Endpoint::proxied(Primary)),
+                Decision::Connect(Endpoint::proxied(Fallback)),
+                Decision::Connect(PRIMARY),
+                Decision::Connect(FALLBACK),
+                Decision::Wait(s(1)),
+            ]
+        );
+        let direct_first = Profile {
+            route: Route::DirectFirst,
+            endpoints: vec![Fallback],
+            ..prof.clone()
+        };
+        assert_eq!(
+            endpoint_order(&direct_first, true),
+            vec![FALLBACK, Endpoint::proxied(Fallback)]
+        );
+        assert_eq!(endpoint_order(&prof, false), vec![PRIMARY, FALLBACK]);
+        assert_eq!(Endpoint::proxied(Fallback).path(), 3);
+        assert_eq!(FALLBACK.path(), 1);
+        // connected through the proxy's fallback, later than first: the primary retry applies
+        p.decide();
+        p.connect_failed();
+        p.connected(Endpoint::proxied(Fallback), s(5));
+        assert_eq!(p.primary_retry_at(), Some(s(305)));
     }
 
     #[test]
@@ -158,12 +247,13 @@ mod tests {
             &profile(vec![Primary, Fallback], BackoffPolicy::Exponential),
             1,
             0,
+            false,
         );
-        assert_eq!(p.decide(), Decision::Connect(Primary));
-        assert_eq!(p.connect_failed(), Decision::Connect(Fallback));
+        assert_eq!(p.decide(), Decision::Connect(PRIMARY));
+        assert_eq!(p.connect_failed(), Decision::Connect(FALLBACK));
         assert_eq!(p.connect_failed(), Decision::Wait(s(1)));
-        assert_eq!(p.decide(), Decision::Connect(Primary));
-        assert_eq!(p.connect_failed(), Decision::Connect(Fallback));
+        assert_eq!(p.decide(), Decision::Connect(PRIMARY));
+        assert_eq!(p.connect_failed(), Decision::Connect(FALLBACK));
         assert_eq!(p.connect_failed(), Decision::Wait(s(2)));
         assert_eq!(p.failed_rounds(), 2);
     }
@@ -174,16 +264,17 @@ mod tests {
             &profile(vec![Primary, Fallback], BackoffPolicy::Fixed),
             1,
             0,
+            false,
         );
         p.decide();
-        p.connected(Primary, s(10));
+        p.connected(PRIMARY, s(10));
         assert_eq!(p.primary_retry_at(), None);
         p.lost(s(20));
         p.decide();
         p.connect_failed();
-        p.connected(Fallback, s(22));
+        p.connected(FALLBACK, s(22));
         assert_eq!(p.primary_retry_at(), Some(s(322)));
-        assert_eq!(p.retry_primary(), Decision::Connect(Primary));
+        assert_eq!(p.retry_primary(), Decision::Connect(PRIMARY));
         assert_eq!(p.primary_retry_at(), None);
         let mut off = Policy::new(
             &Profile {
@@ -192,27 +283,33 @@ mod tests {
             },
             1,
             0,
+            false,
         );
-        off.connected(Fallback, s(1));
+        off.connected(FALLBACK, s(1));
         assert_eq!(off.primary_retry_at(), None);
     }
 
     #[test]
     fn stable_connection_resets_backoff_and_short_one_does_not() {
-        let mut p = Policy::new(&profile(vec![Primary], BackoffPolicy::Exponential), 1, 0);
+        let mut p = Policy::new(
+            &profile(vec![Primary], BackoffPolicy::Exponential),
+            1,
+            0,
+            false,
+        );
         assert_eq!(p.connect_failed(), Decision::Wait(s(1)));
         assert_eq!(p.connect_failed(), Decision::Wait(s(2)));
-        p.connected(Primary, s(100));
+        p.connected(PRIMARY, s(100));
         // lost after 5 s (< stable_after 10 s): the backoff goes on growing
         assert_eq!(p.lost(s(105)), Decision::Wait(s(4)));
-        p.connected(Primary, s(110));
+        p.connected(PRIMARY, s(110));
         // lost after 30 s: starts over
         assert_eq!(p.lost(s(140)), Decision::Wait(s(1)));
     }
 
     #[test]
     fn no_backoff_retries_at_once() {
-        let mut p = Policy::new(&profile(vec![Primary], BackoffPolicy::None), 1, 0);
+        let mut p = Policy::new(&profile(vec![Primary], BackoffPolicy::None), 1, 0, false);
         assert_eq!(p.connect_failed(), Decision::Wait(Duration::ZERO));
         assert_eq!(p.lost(s(3)), Decision::Wait(Duration::ZERO));
     }
@@ -221,7 +318,7 @@ mod tests {
     fn jitter_is_seeded_per_agent() {
         let prof = profile(vec![Primary], BackoffPolicy::FullJitter);
         let waits = |seed, idx| {
-            let mut p = Policy::new(&prof, seed, idx);
+            let mut p = Policy::new(&prof, seed, idx, false);
             (0..5).map(|_| p.connect_failed()).collect::<Vec<_>>()
         };
         assert_eq!(waits(1, 7), waits(1, 7));

@@ -4,14 +4,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use pushsim_metrics::recorder::PATHS;
 use pushsim_metrics::{Recorder, Snapshot};
-use pushsim_scenario::Profile;
+use pushsim_netfault::connect::ProxyStats;
+use pushsim_scenario::{Profile, ProxyAddr};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::checkin::Checkin;
 use crate::driver::{self, AgentRun};
 use crate::path::{PathResult, SitePath};
+use crate::proxy::{ProxySetup, SiteProxy};
 use pushsim_netfault::RuleSet;
 
 /// What every agent of a site shares.
@@ -29,12 +32,16 @@ pub struct SiteConfig {
     pub seed: u64,
     /// Fault rules of a middlebox between the agents and the service (none: direct).
     pub network: Option<RuleSet>,
+    /// The HTTP proxy on the agents' path (none: agents go direct).
+    pub proxy: Option<ProxySetup>,
 }
 
 /// What the agents of a site share while running.
 pub struct Shared {
     /// Endpoints per group (through the middlebox when there is one).
     pub(crate) targets: Vec<[SocketAddr; 2]>,
+    /// The proxy per group, when there is one.
+    pub(crate) proxies: Vec<Option<ProxyAddr>>,
     pub(crate) server_name: String,
     pub(crate) profiles: Vec<Profile>,
     pub(crate) recorders: Vec<Arc<Mutex<Recorder>>>,
@@ -60,8 +67,8 @@ pub struct SiteProgress {
     pub wakeups_received: u64,
     /// Connect attempts that failed.
     pub connect_failures: u64,
-    /// Agents connected now on the primary and on the fallback endpoint.
-    pub paths: [u64; 2],
+    /// Agents connected now per path (`pushsim_metrics::recorder::PATH_NAMES`).
+    pub paths: [u64; PATHS],
 }
 
 impl SiteProgress {
@@ -70,8 +77,9 @@ impl SiteProgress {
         self.connected += o.connected;
         self.wakeups_received += o.wakeups_received;
         self.connect_failures += o.connect_failures;
-        self.paths[0] += o.paths[0];
-        self.paths[1] += o.paths[1];
+        for (mine, o) in self.paths.iter_mut().zip(o.paths) {
+            *mine += o;
+        }
     }
 }
 
@@ -82,14 +90,26 @@ pub struct GroupResult {
     pub snapshot: Snapshot,
     /// Its agents connected at the stop.
     pub connected: u64,
-    /// Of those, on primary and on fallback.
-    pub paths: [u64; 2],
+    /// Of those, per path (`pushsim_metrics::recorder::PATH_NAMES`).
+    pub paths: [u64; PATHS],
+}
+
+/// What a site measured, at its stop.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SiteResult {
+    /// Per group.
+    pub groups: Vec<GroupResult>,
+    /// What its middlebox did, when it had one.
+    pub path: Option<PathResult>,
+    /// What its embedded proxy did, when it had one.
+    pub proxy: Option<ProxyStats>,
 }
 
 /// A running site.
 pub struct Site {
     shared: Arc<Shared>,
     path: Option<SitePath>,
+    proxy: Option<SiteProxy>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -99,8 +119,8 @@ fn lock(rec: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
 }
 
 impl Site {
-    /// Starts `agents` against `cfg`, recording against run start `t0_ns` (the middlebox's
-    /// listeners first, when there is one). Must be called inside a tokio runtime.
+    /// Starts `agents` against `cfg`, recording against run start `t0_ns` (the middlebox's and
+    /// the proxy's listeners first, when there are). Must be called inside a tokio runtime.
     pub async fn start(
         cfg: SiteConfig,
         agents: Vec<AgentRun>,
@@ -118,8 +138,17 @@ impl Site {
             }
             None => (None, vec![cfg.targets; recorders.len()]),
         };
+        let (proxy, proxies) = match cfg.proxy {
+            None => (None, vec![None; recorders.len()]),
+            Some(ProxySetup::External(a)) => (None, vec![Some(a); recorders.len()]),
+            Some(ProxySetup::Embedded(rules)) => {
+                let (p, addrs) = SiteProxy::start(rules, recorders.clone())?;
+                (Some(p), addrs.into_iter().map(Some).collect())
+            }
+        };
         let shared = Arc::new(Shared {
             targets,
+            proxies,
             server_name: cfg.server_name,
             profiles: cfg.profiles,
             recorders,
@@ -136,6 +165,7 @@ impl Site {
         Ok(Self {
             shared,
             path,
+            proxy,
             stop,
             tasks,
         })
@@ -172,10 +202,10 @@ impl Site {
         }
     }
 
-    /// Stops every agent (MQTT DISCONNECT, bounded), then the middlebox; returns what each group
-    /// measured and what the middlebox did.
-    pub async fn stop(mut self) -> (Vec<GroupResult>, Option<PathResult>) {
-        let at_stop: Vec<(u64, [u64; 2])> = self
+    /// Stops every agent (MQTT DISCONNECT, bounded), then the middlebox and the proxy; returns
+    /// what each group measured and what the middlebox and the proxy did.
+    pub async fn stop(mut self) -> SiteResult {
+        let at_stop: Vec<(u64, [u64; PATHS])> = self
             .shared
             .recorders
             .iter()
@@ -187,9 +217,16 @@ impl Site {
         if let Some(p) = &self.path {
             p.stopping();
         }
+        if let Some(p) = &self.proxy {
+            p.stopping();
+        }
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         let path = self.path.as_ref().map(|p| p.stop());
+        let proxy = match &self.proxy {
+            Some(p) => Some(p.stop().await),
+            None => None,
+        };
         let groups = self
             .shared
             .recorders
@@ -201,6 +238,10 @@ impl Site {
                 paths,
             })
             .collect();
-        (groups, path)
+        SiteResult {
+            groups,
+            path,
+            proxy,
+        }
     }
 }

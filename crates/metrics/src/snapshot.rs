@@ -23,7 +23,11 @@ impl Snapshot {
     pub fn merge(&mut self, other: &Snapshot) {
         self.connect.add(&other.connect);
         self.first_connect.add(&other.first_connect);
-        for (mine, o) in self.time_to_connected.iter_mut().zip(&other.time_to_connected) {
+        for (mine, o) in self
+            .time_to_connected
+            .iter_mut()
+            .zip(&other.time_to_connected)
+        {
             mine.add(o);
         }
         self.wakeup.add(&other.wakeup);

@@ -2,8 +2,11 @@
 //! (`crate::connect_rule`), and for a `200` carries bytes both ways until either side closes or
 //! the tunnel stays idle past a `tunnel_idle_timeout`. It tunnels only to loopback addresses
 //! (anything else gets 403), and records every request: target, status, bytes, open and close
-//! times, and why it closed.
+//! times, and why it closed. Each listener belongs to a group of agents; rules may name groups.
+//! A tunnel the proxy closes (`tunnel_idle_timeout`) is reported, and so is the moment its
+//! client noticed.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,10 +26,72 @@ use crate::rule::Ns;
 const HEAD_MAX: usize = 8 * 1024;
 /// Bound on a client sending its request head, and on connecting to the target.
 const STEP: Duration = Duration::from_secs(10);
+/// How long a tunnel the proxy closed waits for its client to close too.
+const NOTICE: Duration = Duration::from_secs(60);
+
+/// What a proxy tells about the tunnels it cuts.
+pub trait ProxyEvents: Send + Sync + 'static {
+    /// A tunnel of `group` was closed by the proxy at `at_ns`.
+    fn cut(&self, group: u16, at_ns: Ns);
+    /// The client of a tunnel cut at `cut_ns` closed its side at `at_ns`.
+    fn noticed(&self, group: u16, cut_ns: Ns, at_ns: Ns);
+}
+
+/// Events nobody listens to.
+pub struct NoProxyEvents;
+
+impl ProxyEvents for NoProxyEvents {
+    fn cut(&self, _: u16, _: Ns) {}
+    fn noticed(&self, _: u16, _: Ns, _: Ns) {}
+}
+
+/// What a proxy did, summed (mergeable over sites).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyStats {
+    /// Connections accepted (including those refused at once).
+    pub connections: u64,
+    /// Connections refused (RST) at accept.
+    pub refused: u64,
+    /// Answers by status (`200` for tunnels opened).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Requests never answered (the proxy hung, or the client left first).
+    pub unanswered: u64,
+    /// Tunnels by why they closed (`client`, `target`, `idle`, `stop`).
+    pub closed: BTreeMap<String, u64>,
+    /// Bytes through tunnels, client to target and back.
+    pub bytes: [u64; 2],
+    /// Most tunnels open at once.
+    pub max_open: u64,
+    /// Requests decided by each rule, by rule id.
+    pub hits: BTreeMap<u32, u64>,
+}
+
+impl ProxyStats {
+    /// Adds another proxy's figures (`max_open` adds too: the proxies ran side by side).
+    pub fn add(&mut self, o: &ProxyStats) {
+        self.connections += o.connections;
+        self.refused += o.refused;
+        for (k, v) in &o.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        self.unanswered += o.unanswered;
+        for (k, v) in &o.closed {
+            *self.closed.entry(k.clone()).or_default() += v;
+        }
+        self.bytes[0] += o.bytes[0];
+        self.bytes[1] += o.bytes[1];
+        self.max_open += o.max_open;
+        for (k, v) in &o.hits {
+            *self.hits.entry(*k).or_default() += v;
+        }
+    }
+}
 
 /// One request the proxy saw.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TunnelRecord {
+    /// The group of the listener it came in on.
+    pub group: u16,
     /// The CONNECT target (empty when the request did not parse).
     pub target: String,
     /// The status answered (0: none, the proxy hung or the client left first).
@@ -37,15 +102,19 @@ pub struct TunnelRecord {
     pub open_ns: Ns,
     /// Closed at.
     pub close_ns: Ns,
-    /// Why it closed: `client`, `target`, `idle`, `answered`, `hang`, `stop`.
+    /// Why it closed: `client`, `target`, `idle`, `answered`, `hang`, `refused`, `stop`.
     pub closed: String,
+    /// The rule that decided it, if one did.
+    pub rule: Option<u32>,
 }
 
 struct Inner {
     rules: watch::Sender<Arc<Vec<ProxyRule>>>,
     stop: watch::Sender<bool>,
     open: AtomicUsize,
+    max_open: AtomicUsize,
     records: Mutex<Vec<TunnelRecord>>,
+    events: Arc<dyn ProxyEvents>,
 }
 
 /// An HTTP CONNECT proxy with faults.
@@ -59,20 +128,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ConnectProxy {
-    /// A proxy applying `rules`.
-    pub fn new(rules: Vec<ProxyRule>) -> Self {
+    /// A proxy applying `rules`, telling `events` of the tunnels it cuts.
+    pub fn new(rules: Vec<ProxyRule>, events: Arc<dyn ProxyEvents>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 rules: watch::Sender::new(Arc::new(rules)),
                 stop: watch::Sender::new(false),
                 open: AtomicUsize::new(0),
+                max_open: AtomicUsize::new(0),
                 records: Mutex::new(Vec::new()),
+                events,
             }),
         }
     }
 
-    /// Listens on `addr` (port 0: any); returns the bound address. Inside a tokio runtime.
-    pub fn listen(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
+    /// Listens on `addr` (port 0: any) for the agents of `group`; returns the bound address.
+    /// Inside a tokio runtime.
+    pub fn listen(&self, addr: SocketAddr, group: u16) -> io::Result<SocketAddr> {
         let std = std::net::TcpListener::bind(addr)?;
         std.set_nonblocking(true)?;
         let l = TcpListener::from_std(std)?;
@@ -85,7 +157,7 @@ impl ConnectProxy {
                     a = l.accept() => match a {
                         Ok((sock, _)) => {
                             let _ = sock.set_nodelay(true);
-                            tokio::spawn(serve(inner.clone(), sock));
+                            tokio::spawn(serve(inner.clone(), sock, group));
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "connect proxy accept failed");
@@ -114,6 +186,32 @@ impl ConnectProxy {
         self.inner.open.load(Ordering::Relaxed)
     }
 
+    /// What it did so far, summed.
+    pub fn stats(&self) -> ProxyStats {
+        let mut s = ProxyStats {
+            max_open: self.inner.max_open.load(Ordering::Relaxed) as u64,
+            ..ProxyStats::default()
+        };
+        for r in lock(&self.inner.records).iter() {
+            s.connections += 1;
+            if let Some(id) = r.rule {
+                *s.hits.entry(id).or_default() += 1;
+            }
+            match (r.closed.as_str(), r.status) {
+                ("refused", _) => s.refused += 1,
+                (_, 0) => s.unanswered += 1,
+                (why, 200) => {
+                    *s.statuses.entry(200).or_default() += 1;
+                    *s.closed.entry(why.to_string()).or_default() += 1;
+                    s.bytes[0] += r.bytes[0];
+                    s.bytes[1] += r.bytes[1];
+                }
+                (_, code) => *s.statuses.entry(code).or_default() += 1,
+            }
+        }
+        s
+    }
+
     /// Closes the listener and every tunnel.
     pub fn stop(&self) {
         let _ = self.inner.stop.send(true);
@@ -140,28 +238,47 @@ async fn read_head(sock: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-/// Whether `target` (`host:port`) is on loopback; returns its address.
-async fn loopback(target: &str) -> Option<SocketAddr> {
-    let addrs = tokio::net::lookup_host(target).await.ok()?;
+/// The loopback addresses of `target` (`host:port`); none when it names anything else.
+async fn loopback(target: &str) -> Vec<SocketAddr> {
+    let Ok(addrs) = tokio::net::lookup_host(target).await else {
+        return Vec::new();
+    };
     let all: Vec<SocketAddr> = addrs.collect();
     let ok = |ip: IpAddr| ip.is_loopback();
-    all.into_iter().find(|a| ok(a.ip()))
+    if all.iter().all(|a| ok(a.ip())) {
+        all
+    } else {
+        Vec::new()
+    }
 }
 
-async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
+/// Connects to the first of `addrs` that answers (as `localhost` may be `::1` and `127.0.0.1`).
+async fn connect_any(addrs: &[SocketAddr]) -> Option<TcpStream> {
+    for a in addrs {
+        if let Ok(Ok(s)) = tokio::time::timeout(STEP, TcpStream::connect(a)).await {
+            return Some(s);
+        }
+    }
+    None
+}
+
+async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16) {
     let open_ns = now_ns();
     let mut rec = TunnelRecord {
+        group,
         target: String::new(),
         status: 0,
         bytes: [0, 0],
         open_ns,
         close_ns: 0,
         closed: "client".into(),
+        rule: None,
     };
     let rules = Arc::clone(&inner.rules.borrow());
-    if connect_rule::on_accept(&rules, inner.open.load(Ordering::Relaxed), open_ns)
-        == OnAccept::Refuse
+    if let OnAccept::Refuse(id) =
+        connect_rule::on_accept(&rules, group, inner.open.load(Ordering::Relaxed), open_ns)
     {
+        rec.rule = Some(id);
         rec.closed = "refused".into();
         rec.close_ns = now_ns();
         lock(&inner.records).push(rec);
@@ -182,12 +299,14 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
         Err(code) => Answer::Status {
             code,
             delay: Duration::ZERO,
+            rule: None,
         },
         Ok((_, target)) => {
             rec.target = target.clone();
             let rules = Arc::clone(&inner.rules.borrow());
             connect_rule::answer(
                 &rules,
+                group,
                 &target,
                 inner.open.load(Ordering::Relaxed),
                 now_ns(),
@@ -195,21 +314,22 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
         }
     };
     match answer {
-        Answer::Hang => {
+        Answer::Hang(id) => {
+            rec.rule = Some(id);
             rec.closed = "hang".into();
             swallow(sock, stop).await;
         }
-        Answer::Status { code, delay } => {
+        Answer::Status { code, delay, rule } => {
+            rec.rule = rule;
             tokio::time::sleep(delay).await;
             answer_status(&mut sock, &mut rec, code).await;
         }
         Answer::Tunnel { target, delay } => {
-            let up = match loopback(&target).await {
-                None => Err(403),
-                Some(addr) => match tokio::time::timeout(STEP, TcpStream::connect(addr)).await {
-                    Ok(Ok(s)) => Ok(s),
-                    _ => Err(502),
-                },
+            let addrs = loopback(&target).await;
+            let up = if addrs.is_empty() {
+                Err(403)
+            } else {
+                connect_any(&addrs).await.ok_or(502)
             };
             match up {
                 Err(code) => answer_status(&mut sock, &mut rec, code).await,
@@ -222,10 +342,21 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream) {
                         && (rest.is_empty() || up.write_all(&rest).await.is_ok())
                     {
                         rec.bytes[0] = rest.len() as u64;
-                        inner.open.fetch_add(1, Ordering::Relaxed);
-                        rec.closed =
-                            tunnel(&inner, &mut sock, &mut up, &mut rec.bytes, &mut stop).await;
+                        let open = inner.open.fetch_add(1, Ordering::Relaxed) + 1;
+                        inner.max_open.fetch_max(open, Ordering::Relaxed);
+                        let end =
+                            tunnel(&inner, group, &mut sock, &mut up, &mut rec.bytes, &mut stop)
+                                .await;
                         inner.open.fetch_sub(1, Ordering::Relaxed);
+                        rec.closed = end.why.into();
+                        if let Some(id) = end.rule {
+                            rec.rule = Some(id);
+                            let cut_ns = now_ns();
+                            inner.events.cut(group, cut_ns);
+                            if client_closes(&mut sock, &mut stop).await {
+                                inner.events.noticed(group, cut_ns, now_ns());
+                            }
+                        }
                     }
                 }
             }
@@ -245,49 +376,79 @@ async fn answer_status(sock: &mut TcpStream, rec: &mut TunnelRecord, code: u16) 
     let _ = sock.shutdown().await;
 }
 
-/// Carries bytes both ways; returns why it ended.
+/// Waits (bounded) for a client whose tunnel was cut to close its side; whether it did.
+async fn client_closes(sock: &mut TcpStream, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut b = [0u8; 512];
+    let closed = async {
+        loop {
+            match sock.read(&mut b).await {
+                Ok(n) if n > 0 => {}
+                _ => return true,
+            }
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(NOTICE, closed) => r.unwrap_or(false),
+        _ = stopped(stop) => false,
+    }
+}
+
+/// How a tunnel ended: why, and the rule that cut it, if one did.
+struct End {
+    why: &'static str,
+    rule: Option<u32>,
+}
+
+impl End {
+    fn by(why: &'static str) -> Self {
+        Self { why, rule: None }
+    }
+}
+
+/// Carries bytes both ways; returns how it ended.
 async fn tunnel(
     inner: &Inner,
+    group: u16,
     client: &mut TcpStream,
     target: &mut TcpStream,
     bytes: &mut [u64; 2],
     stop: &mut watch::Receiver<bool>,
-) -> String {
+) -> End {
     let (mut cr, mut cw) = client.split();
     let (mut tr, mut tw) = target.split();
     let mut ub = [0u8; 2048];
     let mut db = [0u8; 2048];
     let mut rules = inner.rules.subscribe();
     loop {
-        let idle = connect_rule::idle_timeout(&rules.borrow_and_update(), now_ns());
+        let idle = connect_rule::idle_timeout(&rules.borrow_and_update(), group, now_ns());
         let idle_sleep = async {
             match idle {
-                Some(d) => tokio::time::sleep(d).await,
+                Some((d, _)) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             r = cr.read(&mut ub) => match r {
                 Ok(n) if n > 0 => {
-                    if tw.write_all(&ub[..n]).await.is_err() { return "target".into() }
+                    if tw.write_all(&ub[..n]).await.is_err() { return End::by("target") }
                     bytes[0] += n as u64;
                 }
-                _ => { let _ = tw.shutdown().await; return "client".into() }
+                _ => { let _ = tw.shutdown().await; return End::by("client") }
             },
             r = tr.read(&mut db) => match r {
                 Ok(n) if n > 0 => {
-                    if cw.write_all(&db[..n]).await.is_err() { return "client".into() }
+                    if cw.write_all(&db[..n]).await.is_err() { return End::by("client") }
                     bytes[1] += n as u64;
                 }
-                _ => { let _ = cw.shutdown().await; return "target".into() }
+                _ => { let _ = cw.shutdown().await; return End::by("target") }
             },
             _ = idle_sleep => {
                 let _ = cw.shutdown().await;
                 let _ = tw.shutdown().await;
-                return "idle".into();
+                return End { why: "idle", rule: idle.map(|(_, id)| id) };
             }
             _ = rules.changed() => {}
-            _ = stopped(stop) => return "stop".into(),
+            _ = stopped(stop) => return End::by("stop"),
         }
     }
 }

@@ -8,38 +8,17 @@ use std::time::Duration;
 
 use crate::rule::Ns;
 
-/// One fault of the proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProxyFault {
-    /// Connections refused (RST at accept).
-    Down,
-    /// `407 Proxy Authentication Required` with `Proxy-Authenticate` (agents send no
-    /// credentials).
-    AuthRequired,
-    /// This status (e.g. 502, 503, 403) instead of a tunnel.
-    Error(u16),
-    /// Accepts, reads the request, never answers.
-    Hang,
-    /// Only CONNECTs to these ports; others get 403 (a stock Apache allows 443 and 563).
-    AllowPorts(Vec<u16>),
-    /// At most this many open tunnels; over it, 503 or a refused connection.
-    MaxTunnels {
-        /// Open tunnels allowed.
-        limit: u32,
-        /// Refuse the connection (RST) rather than answer 503.
-        refuse: bool,
-    },
-    /// Tunnels idle this long (no byte either way) are closed.
-    TunnelIdleTimeout(Duration),
-    /// The CONNECT answer comes this much later.
-    Latency(Duration),
-}
+pub use pushsim_scenario::ProxyFault;
 
 /// A fault switched on between two times of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyRule {
+    /// Its id (its position in the scenario's `proxy.faults`), for counting what it hit.
+    pub id: u32,
     /// The fault.
     pub fault: ProxyFault,
+    /// Only connections from these groups (none: all).
+    pub groups: Option<Vec<u16>>,
     /// On from.
     pub from_ns: Ns,
     /// Off at (none: never).
@@ -50,14 +29,18 @@ impl ProxyRule {
     /// A rule on for the whole run.
     pub fn always(fault: ProxyFault) -> Self {
         Self {
+            id: 0,
             fault,
+            groups: None,
             from_ns: 0,
             until_ns: None,
         }
     }
 
-    fn live(&self, now: Ns) -> bool {
-        now >= self.from_ns && self.until_ns.is_none_or(|u| now < u)
+    fn live(&self, group: u16, now: Ns) -> bool {
+        now >= self.from_ns
+            && self.until_ns.is_none_or(|u| now < u)
+            && self.groups.as_ref().is_none_or(|g| g.contains(&group))
     }
 }
 
@@ -66,8 +49,8 @@ impl ProxyRule {
 pub enum OnAccept {
     /// Read the request.
     Read,
-    /// RST.
-    Refuse,
+    /// RST, as the rule with this id says.
+    Refuse(u32),
 }
 
 /// The proxy's answer to a request.
@@ -86,9 +69,11 @@ pub enum Answer {
         code: u16,
         /// Added before the answer.
         delay: Duration,
+        /// The rule that decided it (none: the request itself was bad).
+        rule: Option<u32>,
     },
-    /// Never answer.
-    Hang,
+    /// Never answer, as the rule with this id says.
+    Hang(u32),
 }
 
 /// The request head as read: method and target, or the status that refuses it.
@@ -116,24 +101,24 @@ pub fn target_port(target: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-/// What to do with a new connection with `open` tunnels open.
-pub fn on_accept(rules: &[ProxyRule], open: usize, now: Ns) -> OnAccept {
-    for r in rules.iter().filter(|r| r.live(now)) {
+/// What to do with a new connection from `group` with `open` tunnels open.
+pub fn on_accept(rules: &[ProxyRule], group: u16, open: usize, now: Ns) -> OnAccept {
+    for r in rules.iter().filter(|r| r.live(group, now)) {
         match r.fault {
-            ProxyFault::Down => return OnAccept::Refuse,
+            ProxyFault::Down => return OnAccept::Refuse(r.id),
             ProxyFault::MaxTunnels {
                 limit,
                 refuse: true,
-            } if open >= limit as usize => return OnAccept::Refuse,
+            } if open >= limit as usize => return OnAccept::Refuse(r.id),
             _ => {}
         }
     }
     OnAccept::Read
 }
 
-/// The answer to a CONNECT to `target` with `open` tunnels open.
-pub fn answer(rules: &[ProxyRule], target: &str, open: usize, now: Ns) -> Answer {
-    let live: Vec<&ProxyRule> = rules.iter().filter(|r| r.live(now)).collect();
+/// The answer to a CONNECT to `target` from `group` with `open` tunnels open.
+pub fn answer(rules: &[ProxyRule], group: u16, target: &str, open: usize, now: Ns) -> Answer {
+    let live: Vec<&ProxyRule> = rules.iter().filter(|r| r.live(group, now)).collect();
     let delay = live
         .iter()
         .filter_map(|r| match r.fault {
@@ -142,18 +127,26 @@ pub fn answer(rules: &[ProxyRule], target: &str, open: usize, now: Ns) -> Answer
         })
         .sum();
     let Some(port) = target_port(target) else {
-        return Answer::Status { code: 400, delay };
+        return Answer::Status {
+            code: 400,
+            delay,
+            rule: None,
+        };
     };
     for r in &live {
         let code = match &r.fault {
-            ProxyFault::Hang => return Answer::Hang,
+            ProxyFault::Hang => return Answer::Hang(r.id),
             ProxyFault::AuthRequired => 407,
             ProxyFault::Error(c) => *c,
             ProxyFault::AllowPorts(ports) if !ports.contains(&port) => 403,
             ProxyFault::MaxTunnels { limit, .. } if open >= *limit as usize => 503,
             _ => continue,
         };
-        return Answer::Status { code, delay };
+        return Answer::Status {
+            code,
+            delay,
+            rule: Some(r.id),
+        };
     }
     Answer::Tunnel {
         target: target.to_string(),
@@ -161,13 +154,13 @@ pub fn answer(rules: &[ProxyRule], target: &str, open: usize, now: Ns) -> Answer
     }
 }
 
-/// How long an idle tunnel may live, if a rule limits it.
-pub fn idle_timeout(rules: &[ProxyRule], now: Ns) -> Option<Duration> {
+/// How long an idle tunnel of `group` may live, if a rule limits it, and that rule's id.
+pub fn idle_timeout(rules: &[ProxyRule], group: u16, now: Ns) -> Option<(Duration, u32)> {
     rules
         .iter()
-        .filter(|r| r.live(now))
+        .filter(|r| r.live(group, now))
         .filter_map(|r| match r.fault {
-            ProxyFault::TunnelIdleTimeout(d) => Some(d),
+            ProxyFault::TunnelIdleTimeout(d) => Some((d, r.id)),
             _ => None,
         })
         .min()
@@ -226,7 +219,7 @@ mod tests {
             }
             if let Ok((_, target)) = r {
                 let _ = target_port(&target);
-                let _ = answer(&[], &target, 0, 0);
+                let _ = answer(&[], 0, &target, 0, 0);
             }
         }
 
@@ -244,8 +237,8 @@ mod tests {
     #[test]
     fn faults_decide_the_answer() {
         let t = "127.0.0.1:8883";
-        assert!(matches!(answer(&[], t, 0, 0), Answer::Tunnel { .. }));
-        let code = |f: ProxyFault| match answer(&[ProxyRule::always(f)], t, 0, 0) {
+        assert!(matches!(answer(&[], 0, t, 0, 0), Answer::Tunnel { .. }));
+        let code = |f: ProxyFault| match answer(&[ProxyRule::always(f)], 0, t, 0, 0) {
             Answer::Status { code, .. } => code,
             other => panic!("{other:?}"),
         };
@@ -255,6 +248,7 @@ mod tests {
         assert!(matches!(
             answer(
                 &[ProxyRule::always(ProxyFault::AllowPorts(vec![8883]))],
+                0,
                 t,
                 0,
                 0
@@ -262,24 +256,24 @@ mod tests {
             Answer::Tunnel { .. }
         ));
         assert_eq!(
-            answer(&[ProxyRule::always(ProxyFault::Hang)], t, 0, 0),
-            Answer::Hang
+            answer(&[ProxyRule::always(ProxyFault::Hang)], 0, t, 0, 0),
+            Answer::Hang(0)
         );
         let max = ProxyRule::always(ProxyFault::MaxTunnels {
             limit: 2,
             refuse: false,
         });
         assert!(matches!(
-            answer(std::slice::from_ref(&max), t, 1, 0),
+            answer(std::slice::from_ref(&max), 0, t, 1, 0),
             Answer::Tunnel { .. }
         ));
         assert!(matches!(
-            answer(&[max], t, 2, 0),
+            answer(&[max], 0, t, 2, 0),
             Answer::Status { code: 503, .. }
         ));
         let lat = ProxyRule::always(ProxyFault::Latency(Duration::from_millis(30)));
         assert_eq!(
-            answer(&[lat], t, 0, 0),
+            answer(&[lat], 0, t, 0, 0),
             Answer::Tunnel {
                 target: t.into(),
                 delay: Duration::from_millis(30)
@@ -290,25 +284,28 @@ mod tests {
     #[test]
     fn down_and_refusing_limits_act_at_accept_and_rules_switch() {
         let down = ProxyRule {
+            id: 3,
             fault: ProxyFault::Down,
+            groups: Some(vec![1]),
             from_ns: 10,
             until_ns: Some(20),
         };
         let rules = [down];
-        assert_eq!(on_accept(&rules, 0, 5), OnAccept::Read);
-        assert_eq!(on_accept(&rules, 0, 10), OnAccept::Refuse);
-        assert_eq!(on_accept(&rules, 0, 20), OnAccept::Read);
+        assert_eq!(on_accept(&rules, 1, 0, 5), OnAccept::Read);
+        assert_eq!(on_accept(&rules, 1, 0, 10), OnAccept::Refuse(3));
+        assert_eq!(on_accept(&rules, 0, 0, 10), OnAccept::Read, "other group");
+        assert_eq!(on_accept(&rules, 1, 0, 20), OnAccept::Read);
         let max = [ProxyRule::always(ProxyFault::MaxTunnels {
             limit: 1,
             refuse: true,
         })];
-        assert_eq!(on_accept(&max, 0, 0), OnAccept::Read);
-        assert_eq!(on_accept(&max, 1, 0), OnAccept::Refuse);
+        assert_eq!(on_accept(&max, 0, 0, 0), OnAccept::Read);
+        assert_eq!(on_accept(&max, 0, 1, 0), OnAccept::Refuse(0));
         let idle = [
             ProxyRule::always(ProxyFault::TunnelIdleTimeout(Duration::from_secs(9))),
             ProxyRule::always(ProxyFault::TunnelIdleTimeout(Duration::from_secs(4))),
         ];
-        assert_eq!(idle_timeout(&idle, 0), Some(Duration::from_secs(4)));
+        assert_eq!(idle_timeout(&idle, 0, 0), Some((Duration::from_secs(4), 0)));
         assert!(status_head(407).contains("Proxy-Authenticate: Basic"));
     }
 }

@@ -17,7 +17,7 @@
 //! - [`standalone`]: stand-alone proxies behind that API (`pushsim toxiproxy`).
 //! - [`client`]: a client of Toxiproxy's API (`network.backend = "toxiproxy"`).
 //! - [`connect_rule`]: the HTTP CONNECT proxy's faults and request reading (pure).
-//! - [`connect`]: the embedded HTTP CONNECT proxy (not yet in the agents' path: issue 5).
+//! - [`connect`]: the embedded HTTP CONNECT proxy, one listener per group of agents.
 
 pub mod api;
 pub mod client;

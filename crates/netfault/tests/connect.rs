@@ -5,7 +5,9 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pushsim_netfault::connect::ConnectProxy;
+use std::sync::{Arc, Mutex};
+
+use pushsim_netfault::connect::{ConnectProxy, NoProxyEvents, ProxyEvents};
 use pushsim_netfault::connect_rule::{ProxyFault, ProxyRule};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,8 +34,11 @@ async fn echo() -> SocketAddr {
 
 async fn proxy(faults: Vec<ProxyFault>) -> (ConnectProxy, SocketAddr, SocketAddr) {
     let up = echo().await;
-    let p = ConnectProxy::new(faults.into_iter().map(ProxyRule::always).collect());
-    let at = p.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let p = ConnectProxy::new(
+        faults.into_iter().map(ProxyRule::always).collect(),
+        Arc::new(NoProxyEvents),
+    );
+    let at = p.listen("127.0.0.1:0".parse().unwrap(), 0).unwrap();
     (p, at, up)
 }
 
@@ -152,12 +157,32 @@ async fn max_tunnels_answers_503_or_refuses_over_the_limit() {
     }
 }
 
+/// Cuts and notices, as a site records them.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(&'static str, u16, u64)>>);
+
+impl ProxyEvents for Seen {
+    fn cut(&self, group: u16, at_ns: u64) {
+        self.0.lock().unwrap().push(("cut", group, at_ns));
+    }
+    fn noticed(&self, group: u16, cut_ns: u64, at_ns: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("noticed", group, at_ns - cut_ns));
+    }
+}
+
 #[tokio::test]
 async fn idle_tunnels_are_closed() {
-    let (p, at, up) = proxy(vec![ProxyFault::TunnelIdleTimeout(Duration::from_millis(
-        300,
-    ))])
-    .await;
+    let up = echo().await;
+    let seen = Arc::new(Seen::default());
+    let rule = ProxyRule {
+        id: 7,
+        ..ProxyRule::always(ProxyFault::TunnelIdleTimeout(Duration::from_millis(300)))
+    };
+    let p = ConnectProxy::new(vec![rule], seen.clone());
+    let at = p.listen("127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let (r, mut s) = ask(at, &connect(up), LONG).await;
     assert!(r.unwrap().starts_with("HTTP/1.1 200"));
     let t = Instant::now();
@@ -168,11 +193,53 @@ async fn idle_tunnels_are_closed() {
         .unwrap();
     assert_eq!(n, 0, "closed by the proxy");
     assert!(t.elapsed() >= Duration::from_millis(280));
+    // The client notices 200 ms after the cut, and closes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
     let deadline = Instant::now() + LONG;
     while p.records().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(p.records()[0].closed, "idle");
+    let r = &p.records()[0];
+    assert_eq!((r.closed.as_str(), r.rule, r.group), ("idle", Some(7), 2));
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0, seen[0].1), ("cut", 2));
+    assert_eq!((seen[1].0, seen[1].1), ("noticed", 2));
+    let noticed_after = Duration::from_nanos(seen[1].2);
+    assert!(
+        noticed_after >= Duration::from_millis(190) && noticed_after < LONG,
+        "{noticed_after:?}"
+    );
+    let stats = p.stats();
+    assert_eq!(stats.statuses.get(&200), Some(&1));
+    assert_eq!(stats.closed.get("idle"), Some(&1));
+    assert_eq!(stats.hits.get(&7), Some(&1));
+}
+
+#[tokio::test]
+async fn rules_apply_to_their_groups_only() {
+    let up = echo().await;
+    let rule = ProxyRule {
+        id: 4,
+        groups: Some(vec![1]),
+        ..ProxyRule::always(ProxyFault::Error(502))
+    };
+    let p = ConnectProxy::new(vec![rule], Arc::new(NoProxyEvents));
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (g0, g1) = (p.listen(any, 0).unwrap(), p.listen(any, 1).unwrap());
+    let (a, _s0) = ask(g0, &connect(up), LONG).await;
+    assert!(a.unwrap().starts_with("HTTP/1.1 200"));
+    let (b, _s1) = ask(g1, &connect(up), LONG).await;
+    assert!(b.unwrap().starts_with("HTTP/1.1 502"));
+    let deadline = Instant::now() + LONG;
+    while p.stats().hits.get(&4).is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let s = p.stats();
+    assert_eq!(s.hits.get(&4), Some(&1));
+    assert_eq!(s.statuses.get(&502), Some(&1));
+    assert_eq!(p.open(), 1);
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use pushsim_metrics::recorder::PATHS;
 use pushsim_metrics::{Snapshot, WakeupCounts};
-use pushsim_scenario::{Network, Scenario};
+use pushsim_scenario::{Network, Proxy, Scenario};
 
 use crate::model::*;
 use crate::slo;
@@ -20,8 +21,8 @@ pub struct GroupInput {
     pub wakeups: WakeupCounts,
     /// Its agents connected at the end.
     pub connected_end: u64,
-    /// Of those, on primary and on fallback.
-    pub paths: [u64; 2],
+    /// Of those, per path (`pushsim_metrics::recorder::PATH_NAMES` order).
+    pub paths: [u64; PATHS],
 }
 
 /// A service outage as the orchestrator made it.
@@ -66,6 +67,10 @@ pub struct Inputs<'a> {
     pub fault_hits: Option<BTreeMap<u32, u64>>,
     /// Middlebox counters summed over sites.
     pub middlebox: BTreeMap<String, u64>,
+    /// The scenario's proxy and what it did (none: no proxy).
+    pub proxy: Option<(&'a Proxy, ProxyReport)>,
+    /// Requests decided per proxy rule id, summed over sites (none: not known).
+    pub proxy_hits: Option<BTreeMap<u32, u64>>,
 }
 
 fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCounts {
@@ -84,6 +89,25 @@ fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCount
         checkin_failures: c.checkin_failures,
         drops: c.drops,
     }
+}
+
+/// The embedded proxy's fault rules with the requests each decided (`hits` by rule id).
+pub fn proxy_faults(proxy: &Proxy, hits: Option<&BTreeMap<u32, u64>>) -> Vec<FaultReport> {
+    proxy
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(id, r)| FaultReport {
+            name: r.label(id),
+            kind: r.fault.clone(),
+            target: "proxy".into(),
+            direction: "both".into(),
+            groups: r.groups.clone(),
+            at_s: r.at.get().as_secs_f64(),
+            until_s: r.until.map(|u| u.get().as_secs_f64()),
+            connections_hit: hits.map(|h| h.get(&(id as u32)).copied().unwrap_or(0)),
+        })
+        .collect()
 }
 
 /// The fault rules of `net` with the connections each hit (`hits` by rule id, when known).
@@ -108,6 +132,12 @@ fn latencies(m: &Snapshot) -> Latencies {
     Latencies {
         connect: m.connect.summary(),
         first_connect: m.first_connect.summary(),
+        time_to_connected: PathLatencies {
+            direct_primary: m.time_to_connected[0].summary(),
+            direct_fallback: m.time_to_connected[1].summary(),
+            proxy_primary: m.time_to_connected[2].summary(),
+            proxy_fallback: m.time_to_connected[3].summary(),
+        },
         wakeup: m.wakeup.summary(),
         wakeup_cold: m.wakeup_cold.summary(),
         detect: m.detect.summary(),
@@ -197,12 +227,8 @@ impl RunReport {
         let mut groups = BTreeMap::new();
         for g in &i.groups {
             wakeups.add(&g.wakeups);
-            let p = Paths {
-                primary: g.paths[0],
-                fallback: g.paths[1],
-            };
-            paths.primary += p.primary;
-            paths.fallback += p.fallback;
+            let p = Paths::from_counts(g.paths);
+            paths.add(&p);
             connected_end += g.connected_end;
             groups.insert(
                 g.name.clone(),
@@ -236,8 +262,15 @@ impl RunReport {
             slos: Vec::new(),
             processes: i.processes,
             edge: i.edge,
-            faults: faults(i.network, i.fault_hits.as_ref()),
+            faults: {
+                let mut f = faults(i.network, i.fault_hits.as_ref());
+                if let Some((p, _)) = &i.proxy {
+                    f.extend(proxy_faults(p, i.proxy_hits.as_ref()));
+                }
+                f
+            },
             middlebox: i.middlebox,
+            proxy: i.proxy.map(|(_, r)| r),
             timeline,
         };
         r.slos = slo::evaluate(&r, &i.scenario.slo);

@@ -51,6 +51,9 @@ pub struct RunReport {
     /// Middlebox counters summed over sites (empty without a middlebox).
     #[serde(default)]
     pub middlebox: BTreeMap<String, u64>,
+    /// What the HTTP proxy did (none: agents had no proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyReport>,
     /// Per-second timeline.
     pub timeline: Vec<TimelinePoint>,
 }
@@ -134,10 +137,107 @@ pub struct FaultReport {
 /// Agents connected at the end, by endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paths {
-    /// On the primary endpoint (the 8883 role).
+    /// On the primary endpoint (the 8883 role), direct or through the proxy.
     pub primary: u64,
-    /// On the fallback endpoint (the 443 role).
+    /// On the fallback endpoint (the 443 role), direct or through the proxy.
     pub fallback: u64,
+    /// Through the proxy to the primary.
+    #[serde(default)]
+    pub proxy_primary: u64,
+    /// Through the proxy to the fallback.
+    #[serde(default)]
+    pub proxy_fallback: u64,
+    /// Direct to the primary.
+    #[serde(default)]
+    pub direct_primary: u64,
+    /// Direct to the fallback.
+    #[serde(default)]
+    pub direct_fallback: u64,
+}
+
+impl Paths {
+    /// From counts per path (`pushsim_metrics::recorder::PATH_NAMES` order).
+    pub fn from_counts(c: [u64; pushsim_metrics::recorder::PATHS]) -> Self {
+        Self {
+            primary: c[0] + c[2],
+            fallback: c[1] + c[3],
+            direct_primary: c[0],
+            direct_fallback: c[1],
+            proxy_primary: c[2],
+            proxy_fallback: c[3],
+        }
+    }
+
+    /// Adds another's counts.
+    pub fn add(&mut self, o: &Paths) {
+        self.primary += o.primary;
+        self.fallback += o.fallback;
+        self.proxy_primary += o.proxy_primary;
+        self.proxy_fallback += o.proxy_fallback;
+        self.direct_primary += o.direct_primary;
+        self.direct_fallback += o.direct_fallback;
+    }
+
+    /// The non-zero paths as `name count`, most agents first.
+    pub fn describe(&self) -> String {
+        let mut v = [
+            ("proxy_primary", self.proxy_primary),
+            ("proxy_fallback", self.proxy_fallback),
+            ("direct_primary", self.direct_primary),
+            ("direct_fallback", self.direct_fallback),
+        ];
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        let s: Vec<String> = v
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| format!("{p} {n}"))
+            .collect();
+        if s.is_empty() {
+            "-".into()
+        } else {
+            s.join(" · ")
+        }
+    }
+}
+
+/// What the HTTP proxy did, summed over sites.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyReport {
+    /// `embedded` (pushsim's, in each site) or `external` (figures are then not known).
+    pub kind: String,
+    /// The external proxy's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections refused at accept.
+    pub refused: u64,
+    /// Answers by status (`200`: tunnels opened).
+    pub statuses: BTreeMap<String, u64>,
+    /// Requests never answered (hang, or the client gave up first).
+    pub unanswered: u64,
+    /// Tunnels by why they closed (`client`, `target`, `idle`, `stop`).
+    pub closed: BTreeMap<String, u64>,
+    /// Bytes through tunnels, agents to service.
+    pub bytes_up: u64,
+    /// Bytes through tunnels, service to agents.
+    pub bytes_down: u64,
+    /// Most tunnels open at once, summed over sites.
+    pub max_open: u64,
+}
+
+/// Time to connected per path: from an agent's first attempt to its first CONNACK, by the
+/// path that CONNACK came on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathLatencies {
+    /// Through the proxy to the primary.
+    pub proxy_primary: Summary,
+    /// Through the proxy to the fallback.
+    pub proxy_fallback: Summary,
+    /// Direct to the primary.
+    pub direct_primary: Summary,
+    /// Direct to the fallback.
+    pub direct_fallback: Summary,
 }
 
 /// One group's figures.
@@ -190,6 +290,9 @@ pub struct Latencies {
     /// (time to connected, fallback included).
     #[serde(default)]
     pub first_connect: Summary,
+    /// The same, by the path agents first connected on.
+    #[serde(default)]
+    pub time_to_connected: PathLatencies,
     /// Warm wake-ups: every wake-up after an agent's first.
     pub wakeup: Summary,
     /// Cold wake-ups: each agent's first.

@@ -85,6 +85,27 @@ fn latency_row(t: &mut Table, name: &str, s: &Summary) {
     t.add_row(row);
 }
 
+/// What the proxy did, on one line.
+fn proxy_line(p: &crate::model::ProxyReport) -> String {
+    if p.kind == "external" {
+        return format!(
+            "proxy    external {}\n",
+            p.url.as_deref().unwrap_or("(no url)")
+        );
+    }
+    let statuses: Vec<String> = p.statuses.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+    let closed: Vec<String> = p.closed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "proxy    {} connections · {} refused · {} unanswered · answers {} · tunnels closed by {} · max open {}\n",
+        p.connections,
+        p.refused,
+        p.unanswered,
+        if statuses.is_empty() { "-".into() } else { statuses.join(" ") },
+        if closed.is_empty() { "-".into() } else { closed.join(", ") },
+        p.max_open
+    )
+}
+
 /// The middlebox's rules: where, when, and how many connections each hit.
 fn faults_table(r: &RunReport) -> String {
     let mut t = Table::new();
@@ -172,9 +193,14 @@ pub fn terminal(r: &RunReport) -> String {
     out.push_str(&t.to_string());
     out.push('\n');
     out.push_str(&format!(
-        "paths    {} on primary · {} on fallback at the end\n",
-        r.paths.primary, r.paths.fallback
+        "paths    {} on primary · {} on fallback at the end ({})\n",
+        r.paths.primary,
+        r.paths.fallback,
+        r.paths.describe()
     ));
+    if let Some(p) = &r.proxy {
+        out.push_str(&proxy_line(p));
+    }
     if r.groups.len() > 1 {
         let mut g = Table::new();
         g.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
@@ -189,7 +215,9 @@ pub fn terminal(r: &RunReport) -> String {
             "warm p99",
             "detect p99",
             "reconnect p99",
+            "to connected p50",
             "to connected p99",
+            "ends on",
         ]);
         let opt = |s: &Summary, v: u64| {
             if s.count == 0 {
@@ -223,8 +251,13 @@ pub fn terminal(r: &RunReport) -> String {
                 ))),
                 right(Cell::new(opt(
                     &gr.latency_us.first_connect,
+                    gr.latency_us.first_connect.p50,
+                ))),
+                right(Cell::new(opt(
+                    &gr.latency_us.first_connect,
                     gr.latency_us.first_connect.p99,
                 ))),
+                Cell::new(gr.paths.describe()),
             ]);
         }
         out.push_str(&g.to_string());

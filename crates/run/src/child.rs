@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pushsim_agent::driver::AgentRun;
 use pushsim_agent::ids::{agent_id, start_offset_ns};
-use pushsim_agent::{identity, Site, SiteConfig};
+use pushsim_agent::{identity, ProxySetup, Site, SiteConfig};
 use pushsim_netfault::RuleSet;
 use pushsim_pki::files;
 use pushsim_pki::tls::{server_config, ClientTls};
@@ -192,6 +192,17 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
             rules: pushsim_netfault::scenario::rules(n, &spec.group_names, t0_ns),
             seed: spec.seed,
         }),
+        proxy: match &spec.proxy {
+            None => None,
+            Some(p) => Some(match &p.url {
+                Some(u) => ProxySetup::External(pushsim_scenario::proxy_url(u)?),
+                None => ProxySetup::Embedded(pushsim_netfault::scenario::proxy_rules(
+                    p,
+                    &spec.group_names,
+                    t0_ns,
+                )),
+            }),
+        },
     };
     let runs = spec
         .agents
@@ -207,7 +218,7 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         .collect();
     let site = Site::start(cfg, runs, t0_ns)
         .await
-        .map_err(|e| format!("middlebox: cannot listen on loopback: {e}"))?;
+        .map_err(|e| format!("middlebox or proxy: cannot listen on loopback: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -224,11 +235,12 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
             _ = tick.tick() => emit(&FromChild::Progress(site.progress())),
         }
     }
-    let (groups, path) = site.stop().await;
+    let r = site.stop().await;
     emit(&FromChild::Done(Box::new(Done {
-        groups,
+        groups: r.groups,
         edge: None,
-        path,
+        path: r.path,
+        proxy: r.proxy,
     })));
     until_eof(&mut cmds).await;
     Ok(())

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use pushsim_agent::path::PathResult;
 use pushsim_agent::site::GroupResult;
 use pushsim_agent::SiteProgress;
+use pushsim_netfault::connect::ProxyStats;
 use pushsim_netfault::toxics::ProxyJson;
 use pushsim_pki::files::PkiPaths;
-use pushsim_scenario::{Network, Profile};
+use pushsim_scenario::{Network, Profile, Proxy};
 use pushsim_service::edge::EdgeCounts;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,9 @@ pub struct SiteSpec {
     pub network: Option<Network>,
     /// Group names (rules name groups).
     pub group_names: Vec<String>,
+    /// The HTTP proxy on the agents' path, when there is one.
+    #[serde(default)]
+    pub proxy: Option<Proxy>,
 }
 
 /// Commands after the spec.
@@ -141,4 +145,7 @@ pub struct Done {
     /// A site's middlebox.
     #[serde(default)]
     pub path: Option<PathResult>,
+    /// A site's embedded proxy.
+    #[serde(default)]
+    pub proxy: Option<ProxyStats>,
 }

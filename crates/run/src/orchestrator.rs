@@ -104,9 +104,12 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     network.middlebox |= opts.fault_api.is_some();
     // With Toxiproxy applying the rules, the agents' sites have no middlebox of their own.
     let site_middlebox = network.in_path() && !toxiproxy;
+    // The embedded proxy only when some agent's route goes through it.
+    let proxy = sc.proxy.as_ref().filter(|_| groups_route_proxy(&sc));
     let needs = plan::Needs {
         agents,
         middlebox: site_middlebox,
+        proxy: proxy.is_some_and(|p| p.url.is_none()),
         sites: opts.sites,
         listeners,
     };
@@ -196,7 +199,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     }
     let path = site_middlebox.then_some(&network);
     let started = run
-        .start_sites(&sc, &groups, path, &group_of, targets, checkin_addr)
+        .start_sites(&sc, &groups, path, proxy, &group_of, targets, checkin_addr)
         .await;
     if let Err(e) = started {
         // Leave nothing behind on an external Toxiproxy.
@@ -387,6 +390,8 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         // Toxiproxy does not say which connections its toxics hit.
         fault_hits: (!toxiproxy).then_some(collected.fault_hits),
         middlebox: collected.middlebox,
+        proxy: proxy.map(|p| (p, proxy_report(p, collected.proxy.as_ref()))),
+        proxy_hits: collected.proxy.as_ref().map(|s| s.hits.clone()),
     });
     let all = {
         let mut m = Snapshot::default();
@@ -432,6 +437,45 @@ enum Step<'a> {
 
 /// The network the run applies: the scenario's rules, plus a `refuse` on both roles when the
 /// service is unreachable (`service.reachable = false`: a blocked path from the start).
+/// Whether any group's route goes through the proxy.
+fn groups_route_proxy(sc: &Scenario) -> bool {
+    sc.resolved_groups()
+        .iter()
+        .any(|g| g.profile.route.vias(true).contains(&true))
+}
+
+/// The report's proxy figures: the embedded proxies' summed, or the external proxy's URL.
+fn proxy_report(
+    p: &pushsim_scenario::Proxy,
+    stats: Option<&pushsim_netfault::connect::ProxyStats>,
+) -> pushsim_report::model::ProxyReport {
+    let mut r = pushsim_report::model::ProxyReport {
+        kind: if p.url.is_some() {
+            "external"
+        } else {
+            "embedded"
+        }
+        .into(),
+        url: p.url.clone(),
+        ..Default::default()
+    };
+    if let Some(s) = stats {
+        r.connections = s.connections;
+        r.refused = s.refused;
+        r.statuses = s
+            .statuses
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        r.unanswered = s.unanswered;
+        r.closed = s.closed.clone();
+        r.bytes_up = s.bytes[0];
+        r.bytes_down = s.bytes[1];
+        r.max_open = s.max_open;
+    }
+    r
+}
+
 fn effective_network(sc: &Scenario) -> Network {
     let mut n = sc.network.clone();
     if !sc.service.reachable {

@@ -1,7 +1,7 @@
 //! How a run is laid out over processes, from the open-files limit (pure).
 //!
-//! Per agent: one socket in its site (three with the middlebox: the agent's, and the middlebox's
-//! two), two in the edge (agent side and rumqttd side), one in rumqttd. rumqttd cannot be split, so it bounds a single machine's run; sites and edges split.
+//! Per agent: one socket in its site, two more with the middlebox (its two sides) and two more
+//! with the embedded proxy (its two sides), two in the edge (agent side and rumqttd side), one in rumqttd. rumqttd cannot be split, so it bounds a single machine's run; sites and edges split.
 
 use std::fmt;
 
@@ -41,8 +41,10 @@ pub fn max_agents(nofile: u64) -> u64 {
 pub struct Needs {
     /// Agents.
     pub agents: u32,
-    /// Whether agents go through a middlebox in their site (three sockets per agent there).
+    /// Whether agents go through a middlebox in their site (two more sockets per agent there).
     pub middlebox: bool,
+    /// Whether agents go through the embedded proxy in their site (two more sockets per agent).
+    pub proxy: bool,
     /// Site processes asked for (default: as the open-files limit requires).
     pub sites: Option<u32>,
     /// rumqttd listeners asked for (default: sized to the run).
@@ -55,6 +57,7 @@ pub fn make(needs: Needs, nofile: u64, ephemeral: u64) -> Result<Plan, DoesNotFi
     let Needs {
         agents,
         middlebox,
+        proxy,
         sites,
         listeners,
     } = needs;
@@ -82,7 +85,7 @@ pub fn make(needs: Needs, nofile: u64, ephemeral: u64) -> Result<Plan, DoesNotFi
             ephemeral.saturating_sub(port_margin)
         )));
     }
-    let per_agent = if middlebox { 3 } else { 1 };
+    let per_agent = 1 + 2 * u64::from(middlebox) + 2 * u64::from(proxy);
     let needed_sites = (per_agent * a).div_ceil(budget).max(1) as u32;
     let sites = match sites {
         Some(s) if s < needed_sites => {
@@ -114,6 +117,7 @@ mod tests {
         Needs {
             agents,
             middlebox: false,
+            proxy: false,
             sites,
             listeners,
         }
@@ -126,6 +130,12 @@ mod tests {
             ..needs(10_000, None, None)
         };
         assert_eq!(make(n, 20_000, EPH).unwrap().sites, 2);
+        let both = Needs { proxy: true, ..n };
+        assert_eq!(
+            make(both, 20_000, EPH).unwrap().sites,
+            3,
+            "5 sockets per agent"
+        );
     }
 
     #[test]

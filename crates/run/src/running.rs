@@ -46,7 +46,7 @@ pub(crate) enum Stop {
 pub(crate) struct GroupCollected {
     pub(crate) snapshots: Vec<Snapshot>,
     pub(crate) connected: u64,
-    pub(crate) paths: [u64; 2],
+    pub(crate) paths: [u64; pushsim_metrics::recorder::PATHS],
 }
 
 /// What stopping every child produced.
@@ -58,6 +58,8 @@ pub(crate) struct Collected {
     pub(crate) fault_hits: BTreeMap<u32, u64>,
     /// Middlebox counters over every site.
     pub(crate) middlebox: BTreeMap<String, u64>,
+    /// The embedded proxies' figures over every site (none: no embedded proxy).
+    pub(crate) proxy: Option<pushsim_netfault::connect::ProxyStats>,
 }
 
 /// The service's processes (rumqttd and the edges) and the channels their lines arrive on.
@@ -307,6 +309,7 @@ impl Running {
         sc: &Scenario,
         groups: &[pushsim_scenario::ResolvedGroup],
         network: Option<&pushsim_scenario::Network>,
+        proxy: Option<&pushsim_scenario::Proxy>,
         group_of: &[u16],
         targets: [SocketAddr; 2],
         checkin: SocketAddr,
@@ -331,6 +334,7 @@ impl Running {
                 pki: self.pki.clone(),
                 network: network.cloned(),
                 group_names: groups.iter().map(|g| g.name.clone()).collect(),
+                proxy: proxy.cloned(),
             });
             let mut child = Child::spawn(
                 &self.exe,
@@ -454,6 +458,7 @@ impl Running {
             edge: BTreeMap::new(),
             fault_hits: BTreeMap::new(),
             middlebox: BTreeMap::new(),
+            proxy: None,
         };
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
@@ -463,10 +468,14 @@ impl Running {
             for (g, r) in d.groups.into_iter().enumerate() {
                 if let Some(slot) = c.groups.get_mut(g) {
                     slot.connected += r.connected;
-                    slot.paths[0] += r.paths[0];
-                    slot.paths[1] += r.paths[1];
+                    for (mine, n) in slot.paths.iter_mut().zip(r.paths) {
+                        *mine += n;
+                    }
                     slot.snapshots.push(r.snapshot);
                 }
+            }
+            if let Some(p) = d.proxy {
+                c.proxy.get_or_insert_with(Default::default).add(&p);
             }
             if let Some(path) = d.path {
                 for (rule, n) in path.hits {

@@ -227,7 +227,8 @@ pub struct ProxyAddr {
 /// Reads an external proxy URL: `http://host:port`, on this machine. Anything else is refused
 /// with the reason.
 pub fn proxy_url(s: &str) -> Result<ProxyAddr, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("is not a URL ({e}); write http://host:port"))?;
+    let u =
+        url::Url::parse(s).map_err(|e| format!("is not a URL ({e}); write http://host:port"))?;
     if u.scheme() == "https" {
         return Err("https proxies are not supported: agents speak plain HTTP CONNECT to their proxy; write http://host:port".into());
     }
@@ -340,7 +341,10 @@ mod tests {
                 port: 8888
             })
         );
-        assert_eq!(proxy_url("http://localhost:3128/").map(|a| a.port), Ok(3128));
+        assert_eq!(
+            proxy_url("http://localhost:3128/").map(|a| a.port),
+            Ok(3128)
+        );
         let e = |s: &str| proxy_url(s).unwrap_err();
         assert!(e("https://127.0.0.1:8888").contains("https proxies are not supported"));
         assert!(e("http://u:p@127.0.0.1:8888").contains("credentials are not supported"));

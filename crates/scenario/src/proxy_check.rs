@@ -74,18 +74,38 @@ mod tests {
         let e = errors(&format!(
             "{HEAD}[agents]\ncount = 1\nroute = \"proxy-only\"\n"
         ));
-        assert!(e.contains("agents.route = proxy-only: needs a proxy"), "{e}");
+        assert!(
+            e.contains("agents.route = proxy-only: needs a proxy"),
+            "{e}"
+        );
         let e = errors(&format!(
             "{HEAD}[agents]\ncount = 1\n[proxy]\nfaults = [{{ fault = \"error\", groups = [\"x\"], at = \"20s\" }}, {{ fault = \"hang\", name = \"h\" }}, {{ fault = \"down\", name = \"h\" }}]\n"
         ));
         assert!(e.contains("proxy.faults[0] = error: needs `status`"), "{e}");
-        assert!(e.contains("proxy.faults[0].groups = x: is not a group"), "{e}");
-        assert!(e.contains("proxy.faults[0].at = 20s: must be before the end"), "{e}");
-        assert!(e.contains("proxy.faults[2].name = h: names another rule"), "{e}");
+        assert!(
+            e.contains("proxy.faults[0].groups = x: is not a group"),
+            "{e}"
+        );
+        assert!(
+            e.contains("proxy.faults[0].at = 20s: must be before the end"),
+            "{e}"
+        );
+        assert!(
+            e.contains("proxy.faults[2].name = h: names another rule"),
+            "{e}"
+        );
         let e = errors(&format!(
             "{HEAD}[agents]\ncount = 1\n[proxy]\nurl = \"http://me:secret@127.0.0.1:8888\"\nfaults = [{{ fault = \"hang\" }}]\n"
         ));
-        assert!(e.contains("proxy.url = http://me:secret@127.0.0.1:8888: proxy credentials are not supported"), "{e}");
-        assert!(e.contains("proxy.faults = [1 rules]: apply to the embedded proxy only"), "{e}");
+        assert!(
+            e.contains(
+                "proxy.url = http://me:secret@127.0.0.1:8888: proxy credentials are not supported"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("proxy.faults = [1 rules]: apply to the embedded proxy only"),
+            "{e}"
+        );
     }
 }
