@@ -2,6 +2,7 @@
 //! own, its faults on the run clock) or an external proxy's address; tunnels the proxy cuts are
 //! recorded as drops of their group, with the time their agent took to notice.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -54,13 +55,14 @@ pub struct SiteProxy {
 }
 
 impl SiteProxy {
-    /// Starts the proxy with `rules` and a listener per group (one recorder each) on loopback;
-    /// returns it and each group's proxy address.
+    /// Starts the proxy with `rules` and a listener per group (one recorder each, and its
+    /// service endpoints: primary, fallback) on loopback; returns it and each group's proxy
+    /// address. Rules see the endpoints' ports as 8883 and 443, the ports they stand for.
     pub fn start(
         rules: Vec<ProxyRule>,
         recorders: Vec<Arc<Mutex<Recorder>>>,
+        targets: &[[SocketAddr; 2]],
     ) -> std::io::Result<(Self, Vec<ProxyAddr>)> {
-        let groups = recorders.len();
         let cuts = Arc::new(Cuts {
             recorders,
             stopping: AtomicBool::new(false),
@@ -68,10 +70,13 @@ impl SiteProxy {
         let proxy = ConnectProxy::new(rules, cuts.clone());
         let (handle, done) = crate::netthread::own_thread("proxy")?;
         let _in_its_runtime = handle.enter();
-        let any = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-        let addrs = (0..groups)
-            .map(|g| {
-                proxy.listen(any, g as u16).map(|a| ProxyAddr {
+        let any = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let addrs = targets
+            .iter()
+            .enumerate()
+            .map(|(g, [p, f])| {
+                let nominal = vec![(p.port(), 8883), (f.port(), 443)];
+                proxy.listen(any, g as u16, nominal).map(|a| ProxyAddr {
                     host: a.ip().to_string(),
                     port: a.port(),
                 })

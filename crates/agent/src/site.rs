@@ -142,7 +142,7 @@ impl Site {
             None => (None, vec![None; recorders.len()]),
             Some(ProxySetup::External(a)) => (None, vec![Some(a); recorders.len()]),
             Some(ProxySetup::Embedded(rules)) => {
-                let (p, addrs) = SiteProxy::start(rules, recorders.clone())?;
+                let (p, addrs) = SiteProxy::start(rules, recorders.clone(), &targets)?;
                 (Some(p), addrs.into_iter().map(Some).collect())
             }
         };

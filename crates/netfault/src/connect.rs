@@ -143,8 +143,15 @@ impl ConnectProxy {
     }
 
     /// Listens on `addr` (port 0: any) for the agents of `group`; returns the bound address.
-    /// Inside a tokio runtime.
-    pub fn listen(&self, addr: SocketAddr, group: u16) -> io::Result<SocketAddr> {
+    /// `nominal` maps target ports to the ports rules see (the service's real ports are picked
+    /// at run time; rules speak of 8883 and 443). Inside a tokio runtime.
+    pub fn listen(
+        &self,
+        addr: SocketAddr,
+        group: u16,
+        nominal: Vec<(u16, u16)>,
+    ) -> io::Result<SocketAddr> {
+        let nominal = Arc::new(nominal);
         let std = std::net::TcpListener::bind(addr)?;
         std.set_nonblocking(true)?;
         let l = TcpListener::from_std(std)?;
@@ -157,7 +164,7 @@ impl ConnectProxy {
                     a = l.accept() => match a {
                         Ok((sock, _)) => {
                             let _ = sock.set_nodelay(true);
-                            tokio::spawn(serve(inner.clone(), sock, group));
+                            tokio::spawn(serve(inner.clone(), sock, group, nominal.clone()));
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "connect proxy accept failed");
@@ -262,7 +269,18 @@ async fn connect_any(addrs: &[SocketAddr]) -> Option<TcpStream> {
     None
 }
 
-async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16) {
+/// `target` with its port as rules see it.
+fn as_nominal(target: &str, nominal: &[(u16, u16)]) -> String {
+    match target.rsplit_once(':') {
+        Some((host, port)) => match nominal.iter().find(|(real, _)| port.parse() == Ok(*real)) {
+            Some((_, n)) => format!("{host}:{n}"),
+            None => target.to_string(),
+        },
+        None => target.to_string(),
+    }
+}
+
+async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<Vec<(u16, u16)>>) {
     let open_ns = now_ns();
     let mut rec = TunnelRecord {
         group,
@@ -304,13 +322,16 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16) {
         Ok((_, target)) => {
             rec.target = target.clone();
             let rules = Arc::clone(&inner.rules.borrow());
-            connect_rule::answer(
+            match connect_rule::answer(
                 &rules,
                 group,
-                &target,
+                &as_nominal(&target, &nominal),
                 inner.open.load(Ordering::Relaxed),
                 now_ns(),
-            )
+            ) {
+                Answer::Tunnel { delay, .. } => Answer::Tunnel { target, delay },
+                other => other,
+            }
         }
     };
     match answer {

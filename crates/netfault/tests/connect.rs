@@ -38,7 +38,9 @@ async fn proxy(faults: Vec<ProxyFault>) -> (ConnectProxy, SocketAddr, SocketAddr
         faults.into_iter().map(ProxyRule::always).collect(),
         Arc::new(NoProxyEvents),
     );
-    let at = p.listen("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+    let at = p
+        .listen("127.0.0.1:0".parse().unwrap(), 0, Vec::new())
+        .unwrap();
     (p, at, up)
 }
 
@@ -182,7 +184,9 @@ async fn idle_tunnels_are_closed() {
         ..ProxyRule::always(ProxyFault::TunnelIdleTimeout(Duration::from_millis(300)))
     };
     let p = ConnectProxy::new(vec![rule], seen.clone());
-    let at = p.listen("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let at = p
+        .listen("127.0.0.1:0".parse().unwrap(), 2, Vec::new())
+        .unwrap();
     let (r, mut s) = ask(at, &connect(up), LONG).await;
     assert!(r.unwrap().starts_with("HTTP/1.1 200"));
     let t = Instant::now();
@@ -227,7 +231,10 @@ async fn rules_apply_to_their_groups_only() {
     };
     let p = ConnectProxy::new(vec![rule], Arc::new(NoProxyEvents));
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (g0, g1) = (p.listen(any, 0).unwrap(), p.listen(any, 1).unwrap());
+    let (g0, g1) = (
+        p.listen(any, 0, Vec::new()).unwrap(),
+        p.listen(any, 1, Vec::new()).unwrap(),
+    );
     let (a, _s0) = ask(g0, &connect(up), LONG).await;
     assert!(a.unwrap().starts_with("HTTP/1.1 200"));
     let (b, _s1) = ask(g1, &connect(up), LONG).await;
@@ -271,4 +278,28 @@ async fn bad_requests_get_4xx_and_only_loopback_is_tunnelled() {
     // The proxy still serves.
     let head = ask(at, &connect(up), LONG).await.0.unwrap();
     assert!(head.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn allow_ports_sees_the_nominal_port_of_the_target() {
+    let up = echo().await;
+    let p = ConnectProxy::new(
+        vec![ProxyRule::always(ProxyFault::AllowPorts(vec![443, 563]))],
+        Arc::new(NoProxyEvents),
+    );
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // The echo server stands for the 443 role here, for the 8883 role there.
+    let as_443 = p.listen(any, 0, vec![(up.port(), 443)]).unwrap();
+    let as_8883 = p.listen(any, 1, vec![(up.port(), 8883)]).unwrap();
+    let (a, mut s) = ask(as_443, &connect(up), LONG).await;
+    assert!(a.unwrap().starts_with("HTTP/1.1 200"));
+    s.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    tokio::time::timeout(LONG, s.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"ping", "tunnelled to the real port");
+    let (r, _) = ask(as_8883, &connect(up), LONG).await;
+    assert!(r.unwrap().starts_with("HTTP/1.1 403"));
 }

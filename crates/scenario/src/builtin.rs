@@ -19,6 +19,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "port-fallback",
         include_str!("../../../scenarios/port-fallback.toml"),
     ),
+    (
+        "proxy-fallback",
+        include_str!("../../../scenarios/proxy-fallback.toml"),
+    ),
 ];
 
 /// The source of a built-in scenario.

@@ -41,7 +41,8 @@ pub struct ProxyRule {
     /// error: the status answered (400 to 599).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// allow_ports: the CONNECT ports allowed.
+    /// allow_ports: the CONNECT ports allowed; 8883 and 443 stand for the service's primary and
+    /// fallback endpoints (whatever ports they have in the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
     /// max_tunnels: open tunnels allowed.
