@@ -113,6 +113,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     open: AtomicUsize,
     max_open: AtomicUsize,
+    /// Held while a request is answered and its tunnel slot taken, so `max_tunnels` is exact.
+    admit: Mutex<()>,
     records: Mutex<Vec<TunnelRecord>>,
     events: Arc<dyn ProxyEvents>,
 }
@@ -136,6 +138,7 @@ impl ConnectProxy {
                 stop: watch::Sender::new(false),
                 open: AtomicUsize::new(0),
                 max_open: AtomicUsize::new(0),
+                admit: Mutex::new(()),
                 records: Mutex::new(Vec::new()),
                 events,
             }),
@@ -280,6 +283,23 @@ fn as_nominal(target: &str, nominal: &[(u16, u16)]) -> String {
     }
 }
 
+/// A tunnel's place among the open ones, from the answer to the close.
+struct Slot<'a>(&'a Inner);
+
+impl<'a> Slot<'a> {
+    fn take(inner: &'a Inner) -> Self {
+        let open = inner.open.fetch_add(1, Ordering::Relaxed) + 1;
+        inner.max_open.fetch_max(open, Ordering::Relaxed);
+        Slot(inner)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<Vec<(u16, u16)>>) {
     let open_ns = now_ns();
     let mut rec = TunnelRecord {
@@ -313,6 +333,7 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
         lock(&inner.records).push(rec);
         return;
     };
+    let admitted = lock(&inner.admit);
     let answer = match connect_rule::parse_request(&head) {
         Err(code) => Answer::Status {
             code,
@@ -334,6 +355,8 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
             }
         }
     };
+    let slot = matches!(answer, Answer::Tunnel { .. }).then(|| Slot::take(&inner));
+    drop(admitted);
     match answer {
         Answer::Hang(id) => {
             rec.rule = Some(id);
@@ -363,12 +386,10 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
                         && (rest.is_empty() || up.write_all(&rest).await.is_ok())
                     {
                         rec.bytes[0] = rest.len() as u64;
-                        let open = inner.open.fetch_add(1, Ordering::Relaxed) + 1;
-                        inner.max_open.fetch_max(open, Ordering::Relaxed);
                         let end =
                             tunnel(&inner, group, &mut sock, &mut up, &mut rec.bytes, &mut stop)
                                 .await;
-                        inner.open.fetch_sub(1, Ordering::Relaxed);
+                        drop(slot);
                         rec.closed = end.why.into();
                         if let Some(id) = end.rule {
                             rec.rule = Some(id);

@@ -23,6 +23,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "proxy-fallback",
         include_str!("../../../scenarios/proxy-fallback.toml"),
     ),
+    (
+        "proxy-limit",
+        include_str!("../../../scenarios/proxy-limit.toml"),
+    ),
 ];
 
 /// The source of a built-in scenario.
