@@ -97,12 +97,12 @@ impl SiteProxy {
         self.cuts.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// Stops the proxy (its open tunnels close, and are recorded, within a bound); returns what
-    /// it did.
+    /// Stops the proxy (every connection it serves closes and is recorded, within a bound);
+    /// returns what it did.
     pub async fn stop(&self) -> ProxyStats {
         self.proxy.stop();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while self.proxy.open() > 0 && tokio::time::Instant::now() < deadline {
+        while self.proxy.active() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         if let Some(d) = lock(&self.done).take() {

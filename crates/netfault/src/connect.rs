@@ -113,6 +113,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     open: AtomicUsize,
     max_open: AtomicUsize,
+    /// Connections being served (until their record is kept).
+    active: AtomicUsize,
     /// Held while a request is answered and its tunnel slot taken, so `max_tunnels` is exact.
     admit: Mutex<()>,
     records: Mutex<Vec<TunnelRecord>>,
@@ -138,6 +140,7 @@ impl ConnectProxy {
                 stop: watch::Sender::new(false),
                 open: AtomicUsize::new(0),
                 max_open: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
                 admit: Mutex::new(()),
                 records: Mutex::new(Vec::new()),
                 events,
@@ -167,6 +170,7 @@ impl ConnectProxy {
                     a = l.accept() => match a {
                         Ok((sock, _)) => {
                             let _ = sock.set_nodelay(true);
+                            inner.active.fetch_add(1, Ordering::Relaxed);
                             tokio::spawn(serve(inner.clone(), sock, group, nominal.clone()));
                         }
                         Err(e) => {
@@ -194,6 +198,12 @@ impl ConnectProxy {
     /// Tunnels open now.
     pub fn open(&self) -> usize {
         self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections being served now (tunnels, requests, hung ones); after [`Self::stop`] it
+    /// falls to 0 as each is closed and recorded.
+    pub fn active(&self) -> usize {
+        self.inner.active.load(Ordering::Relaxed)
     }
 
     /// What it did so far, summed.
@@ -318,8 +328,7 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
     {
         rec.rule = Some(id);
         rec.closed = "refused".into();
-        rec.close_ns = now_ns();
-        lock(&inner.records).push(rec);
+        keep(&inner, rec);
         reset(sock);
         return;
     }
@@ -329,8 +338,7 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
         _ = stopped(&mut stop) => None,
     };
     let Some((head, rest)) = head else {
-        rec.close_ns = now_ns();
-        lock(&inner.records).push(rec);
+        keep(&inner, rec);
         return;
     };
     let admitted = lock(&inner.admit);
@@ -404,8 +412,14 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
             }
         }
     }
+    keep(&inner, rec);
+}
+
+/// Keeps the record of a connection served to its end.
+fn keep(inner: &Inner, mut rec: TunnelRecord) {
     rec.close_ns = now_ns();
     lock(&inner.records).push(rec);
+    inner.active.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Answers `code` and closes.

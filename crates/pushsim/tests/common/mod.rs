@@ -59,11 +59,11 @@ pub fn report(path: &std::path::Path) -> Value {
         .expect("report.json is JSON")
 }
 
-/// The value at a dotted path (array indices as numbers).
+/// The value at a dotted path (array indices as numbers; object keys may be numbers too).
 pub fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| match k.parse::<usize>() {
-        Ok(i) => &v[i],
-        Err(_) => &v[k],
+    path.split('.').fold(v, |v, k| match (v, k.parse::<usize>()) {
+        (Value::Array(_), Ok(i)) => &v[i],
+        _ => &v[k],
     })
 }
 
