@@ -186,7 +186,7 @@ impl Paths {
             ("direct_primary", self.direct_primary),
             ("direct_fallback", self.direct_fallback),
         ];
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|p| std::cmp::Reverse(p.1));
         let s: Vec<String> = v
             .iter()
             .filter(|(_, n)| *n > 0)

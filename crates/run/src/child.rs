@@ -65,7 +65,7 @@ pub fn main(role: &str) -> i32 {
         match spec {
             Spec::Broker { listeners, agents } => run_broker(listeners, agents).await,
             Spec::Edge(e) => run_edge(e).await,
-            Spec::Site(s) => run_site(s).await,
+            Spec::Site(s) => run_site(*s).await,
         }
     });
     match result {

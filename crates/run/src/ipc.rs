@@ -29,7 +29,7 @@ pub enum Spec {
     /// A TLS edge.
     Edge(EdgeSpec),
     /// A site of agents.
-    Site(SiteSpec),
+    Site(Box<SiteSpec>),
 }
 
 /// An edge process.

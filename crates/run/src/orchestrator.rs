@@ -32,7 +32,7 @@ use crate::external::{switches, External, Switch};
 use crate::ipc::ToChild;
 use crate::observer::{Observer, Phase};
 use crate::plan::{self, deal_groups};
-use crate::running::{Running, Stop, SERVER_NAME};
+use crate::running::{Running, Stop, Way, SERVER_NAME};
 use crate::{limits, procstat, RunError};
 
 /// Bound for the service to be ready at the start of a run.
@@ -199,7 +199,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     }
     let path = site_middlebox.then_some(&network);
     let started = run
-        .start_sites(&sc, &groups, path, proxy, &group_of, targets, checkin_addr)
+        .start_sites(
+            &sc,
+            &groups,
+            Way {
+                targets,
+                network: path,
+                proxy,
+            },
+            &group_of,
+            checkin_addr,
+        )
         .await;
     if let Err(e) = started {
         // Leave nothing behind on an external Toxiproxy.

@@ -41,6 +41,16 @@ pub(crate) enum Stop {
     Done,
 }
 
+/// How agents reach the service.
+pub(crate) struct Way<'a> {
+    /// The service endpoints (primary, fallback), or what stands in front of them.
+    pub(crate) targets: [SocketAddr; 2],
+    /// The middlebox's rules, when sites run one.
+    pub(crate) network: Option<&'a pushsim_scenario::Network>,
+    /// The proxy, when agents have one.
+    pub(crate) proxy: Option<&'a pushsim_scenario::Proxy>,
+}
+
 /// What stopping the sites produced for one group.
 #[derive(Default)]
 pub(crate) struct GroupCollected {
@@ -308,10 +318,8 @@ impl Running {
         &mut self,
         sc: &Scenario,
         groups: &[pushsim_scenario::ResolvedGroup],
-        network: Option<&pushsim_scenario::Network>,
-        proxy: Option<&pushsim_scenario::Proxy>,
+        way: Way<'_>,
         group_of: &[u16],
-        targets: [SocketAddr; 2],
         checkin: SocketAddr,
     ) -> Result<(), RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -323,19 +331,19 @@ impl Running {
                 .map(|a| (a, group_of.get(a as usize).copied().unwrap_or(0)))
                 .collect();
             let count = agents.len() as u64;
-            let spec = Spec::Site(SiteSpec {
+            let spec = Spec::Site(Box::new(SiteSpec {
                 agents,
-                targets,
+                targets: way.targets,
                 server_name: SERVER_NAME.into(),
                 profiles: profiles.clone(),
                 checkin: Some(checkin),
                 seed: sc.seed,
                 ramp_per_sec: sc.agents.ramp.per_sec,
                 pki: self.pki.clone(),
-                network: network.cloned(),
+                network: way.network.cloned(),
                 group_names: groups.iter().map(|g| g.name.clone()).collect(),
-                proxy: proxy.cloned(),
-            });
+                proxy: way.proxy.cloned(),
+            }));
             let mut child = Child::spawn(
                 &self.exe,
                 format!("site-{i}"),

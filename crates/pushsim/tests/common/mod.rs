@@ -61,10 +61,11 @@ pub fn report(path: &std::path::Path) -> Value {
 
 /// The value at a dotted path (array indices as numbers; object keys may be numbers too).
 pub fn get<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| match (v, k.parse::<usize>()) {
-        (Value::Array(_), Ok(i)) => &v[i],
-        _ => &v[k],
-    })
+    path.split('.')
+        .fold(v, |v, k| match (v, k.parse::<usize>()) {
+            (Value::Array(_), Ok(i)) => &v[i],
+            _ => &v[k],
+        })
 }
 
 /// The unsigned number at a dotted path.
