@@ -242,29 +242,39 @@ impl NetRule {
                         Ok(Fault::MaxConnections { limit, over })
                     }),
             ),
-            other => {
-                return Err(format!(
-                    "fault = \"{other}\" is not one of {}",
-                    FAULT_KINDS
-                        .iter()
-                        .map(|k| format!("\"{k}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
+            other => return Err(unknown_kind(other, FAULT_KINDS)),
         };
-        if let Some(extra) = self.given().into_iter().find(|g| !allowed.contains(g)) {
+        only_params(&self.fault, &self.given(), allowed)?;
+        fault
+    }
+}
+
+/// The error for a fault kind not among `kinds`.
+pub(crate) fn unknown_kind(kind: &str, kinds: &[&str]) -> String {
+    format!(
+        "fault = \"{kind}\" is not one of {}",
+        kinds
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Whether every parameter `given` to fault `kind` is one it takes (`allowed`).
+pub(crate) fn only_params(kind: &str, given: &[&str], allowed: &[&str]) -> Result<(), String> {
+    match given.iter().find(|g| !allowed.contains(g)) {
+        None => Ok(()),
+        Some(extra) => {
             let takes = if allowed.is_empty() {
                 "no parameters".to_string()
             } else {
                 allowed.join(", ")
             };
-            return Err(format!(
-                "`{extra}` is not a parameter of {} (it takes {takes})",
-                self.fault
-            ));
+            Err(format!(
+                "`{extra}` is not a parameter of {kind} (it takes {takes})"
+            ))
         }
-        fault
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::{only_params, unknown_kind};
 use crate::units::Dur;
 
 /// `[proxy]`: agents whose route includes the proxy go through it.
@@ -190,28 +191,9 @@ impl ProxyRule {
                 &["latency"],
                 positive(self.latency, "latency").map(ProxyFault::Latency),
             ),
-            other => {
-                return Err(format!(
-                    "fault = \"{other}\" is not one of {}",
-                    PROXY_FAULT_KINDS
-                        .iter()
-                        .map(|k| format!("\"{k}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
+            other => return Err(unknown_kind(other, PROXY_FAULT_KINDS)),
         };
-        if let Some(extra) = self.given().into_iter().find(|g| !allowed.contains(g)) {
-            let takes = if allowed.is_empty() {
-                "no parameters".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            return Err(format!(
-                "`{extra}` is not a parameter of {} (it takes {takes})",
-                self.fault
-            ));
-        }
+        only_params(&self.fault, &self.given(), allowed)?;
         fault
     }
 }

@@ -57,15 +57,7 @@ impl Scenario {
 
 #[cfg(test)]
 mod tests {
-    fn errors(src: &str) -> String {
-        let sc: crate::Scenario = toml::from_str(src).unwrap();
-        sc.validate()
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+    use crate::validate::test_errors as errors;
 
     const HEAD: &str = "description = \"t\"\nduration = \"10s\"\n";
 

@@ -356,3 +356,15 @@ impl Scenario {
         }
     }
 }
+
+/// Every validation error of scenario `src`, one per line (for tests).
+#[cfg(test)]
+pub(crate) fn test_errors(src: &str) -> String {
+    let sc: crate::Scenario = toml::from_str(src).expect("test scenario parses");
+    sc.validate()
+        .expect_err("test scenario is invalid")
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
