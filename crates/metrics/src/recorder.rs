@@ -54,7 +54,7 @@ pub struct Counters {
     pub pingresp_timeouts: u64,
     /// Check-ins that failed.
     pub checkin_failures: u64,
-    /// Connections broken by a middlebox fault rule.
+    /// Connections broken by a fault rule (the middlebox's, or the proxy's idle close).
     #[serde(default)]
     pub drops: u64,
 }
@@ -200,13 +200,13 @@ impl Recorder {
         }
     }
 
-    /// The middlebox broke a connection at `at_ns`.
+    /// A fault rule (middlebox or proxy) broke a connection at `at_ns`.
     pub fn dropped(&mut self, at_ns: u64) {
         self.snap.counters.drops += 1;
         self.snap.timeline.at(self.t0_ns, at_ns).drops += 1;
     }
 
-    /// An agent gave up on (or was told of) a connection the middlebox broke at `hit_ns`, at
+    /// An agent gave up on (or was told of) a connection a fault rule broke at `hit_ns`, at
     /// `now_ns`: a detection time.
     pub fn drop_noticed(&mut self, hit_ns: u64, now_ns: u64) {
         self.snap.detect.record(elapsed_us(hit_ns, now_ns));

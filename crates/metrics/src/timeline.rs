@@ -15,7 +15,8 @@ pub struct Bucket {
     pub wakeups_sent: u64,
     /// Wake-ups received for the first time.
     pub wakeups_delivered: u64,
-    /// Connections the middlebox broke (held, forgotten, closed or reset by a fault rule).
+    /// Connections broken by a fault rule (held, forgotten, closed or reset by the middlebox, or
+    /// closed idle by the proxy).
     #[serde(default)]
     pub drops: u64,
 }

@@ -1,5 +1,5 @@
-//! The HTTP proxy in whole runs, through the binary: each embedded-proxy fault sends agents to
-//! the path a real agent would end on, within its bound; a tunnel cap and an idle close cut
+//! The HTTP proxy in whole runs, through the binary: each embedded-proxy fault (and a tunnel
+//! closed before CONNACK) sends agents to the path a real agent would end on, within its bound; a tunnel cap and an idle close cut
 //! agents off and they come back; and agents run through tinyproxy (Debian's), whose
 //! `MaxClients` is a real open-connection limit.
 
@@ -39,6 +39,9 @@ agents = 8
 name = "direct"
 agents = 8
 route = "direct-only"
+[[group]]
+name = "closed"
+agents = 8
 [wakeups]
 rate = "20/s"
 rate_from = "4s"
@@ -51,6 +54,8 @@ faults = [
   { fault = "hang", groups = ["hang"] },
   { fault = "allow_ports", ports = [443, 563], groups = ["apache"] },
 ]
+[network]
+primary = [{ fault = "close", groups = ["closed"] }]   # the tunnel to 8883 closes before CONNACK
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,6 +79,7 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
         ("hang", "direct_primary"),
         ("apache", "proxy_fallback"),
         ("direct", "direct_primary"),
+        ("closed", "proxy_fallback"),
     ] {
         for p in paths {
             let want = if p == expected { 8 } else { 0 };
@@ -88,7 +94,9 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
     }
     // Refused, 407, 502 and 403 fail at once; a hanging proxy costs a connect timeout (1 s) per
     // proxy endpoint, two here, before the agent goes direct.
-    for group in ["healthy", "down", "auth", "error", "apache", "direct"] {
+    for group in [
+        "healthy", "down", "auth", "error", "apache", "direct", "closed",
+    ] {
         let p99 = n(&r, &format!("groups.{group}.latency_us.first_connect.p99"));
         assert!(p99 < 900_000, "{group}: time to connected p99 {p99} µs");
     }
@@ -104,6 +112,7 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
         );
     }
     assert_eq!(n(&r, "groups.apache.agents.connect_failures"), 8);
+    assert_eq!(n(&r, "groups.closed.agents.connect_failures"), 8);
     assert_eq!(n(&r, "groups.healthy.agents.connect_failures"), 0);
     // What the proxy saw: every request of the faulty groups, by answer.
     assert_eq!(get(&r, "proxy.kind"), "embedded");
@@ -113,8 +122,8 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
     assert_eq!(n(&r, "proxy.statuses.403"), 8);
     assert_eq!(
         n(&r, "proxy.statuses.200"),
-        16,
-        "healthy and apache tunnels"
+        32,
+        "healthy, apache and closed (twice) tunnels"
     );
     assert_eq!(n(&r, "proxy.unanswered"), 16, "hang, both proxy endpoints");
     let fault = |i: usize| {
@@ -123,8 +132,9 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
             n(&r, &format!("faults.{i}.connections_hit")),
         )
     };
-    assert_eq!(fault(0), ("proxy".into(), 16));
-    assert_eq!(fault(4), ("proxy".into(), 8));
+    assert_eq!(fault(0), ("primary".into(), 8), "the middlebox's close");
+    assert_eq!(fault(1), ("proxy".into(), 16));
+    assert_eq!(fault(5), ("proxy".into(), 8));
     // Wake-ups reach agents on every path.
     let w = |k: &str| n(&r, &format!("wakeups.{k}"));
     assert!(w("sent") >= 60);

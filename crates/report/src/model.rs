@@ -107,7 +107,8 @@ pub struct AgentCounts {
     pub pingresp_timeouts: u64,
     /// Check-ins that failed.
     pub checkin_failures: u64,
-    /// Connections the middlebox broke (held, forgotten, closed or reset by a fault rule).
+    /// Connections broken by a fault rule (held, forgotten, closed or reset by the middlebox, or
+    /// closed idle by the proxy).
     #[serde(default)]
     pub drops: u64,
 }
@@ -354,7 +355,7 @@ pub struct TimelinePoint {
     pub wakeups_sent: u64,
     /// Wake-ups received (first receipt) during it.
     pub wakeups_delivered: u64,
-    /// Connections the middlebox broke during it.
+    /// Connections broken by a fault rule during it.
     #[serde(default)]
     pub drops: u64,
 }
