@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pushsim_metrics::Recorder;
-use pushsim_netfault::connect::{ConnectProxy, ProxyEvents, ProxyStats};
+use pushsim_netfault::connect::{ConnectProxy, ProxyEvents, ProxyStats, TunnelRecord};
 use pushsim_netfault::connect_rule::ProxyRule;
 use pushsim_scenario::ProxyAddr;
 
@@ -98,8 +98,8 @@ impl SiteProxy {
     }
 
     /// Stops the proxy (every connection it serves closes and is recorded, within a bound);
-    /// returns what it did.
-    pub async fn stop(&self) -> ProxyStats {
+    /// returns what it did, summed and request by request.
+    pub async fn stop(&self) -> (ProxyStats, Vec<TunnelRecord>) {
         self.proxy.stop();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
         while self.proxy.active() > 0 && tokio::time::Instant::now() < deadline {
@@ -108,6 +108,6 @@ impl SiteProxy {
         if let Some(d) = lock(&self.done).take() {
             let _ = d.send(());
         }
-        self.proxy.stats()
+        (self.proxy.stats(), self.proxy.records())
     }
 }

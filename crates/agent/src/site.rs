@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use pushsim_metrics::recorder::PATHS;
 use pushsim_metrics::{Recorder, Snapshot};
-use pushsim_netfault::connect::ProxyStats;
+use pushsim_netfault::connect::{ProxyStats, TunnelRecord};
 use pushsim_scenario::{Profile, ProxyAddr};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -103,6 +103,8 @@ pub struct SiteResult {
     pub path: Option<PathResult>,
     /// What its embedded proxy did, when it had one.
     pub proxy: Option<ProxyStats>,
+    /// Every request its embedded proxy saw.
+    pub tunnels: Vec<TunnelRecord>,
 }
 
 /// A running site.
@@ -223,9 +225,12 @@ impl Site {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         let path = self.path.as_ref().map(|p| p.stop());
-        let proxy = match &self.proxy {
-            Some(p) => Some(p.stop().await),
-            None => None,
+        let (proxy, tunnels) = match &self.proxy {
+            Some(p) => {
+                let (stats, records) = p.stop().await;
+                (Some(stats), records)
+            }
+            None => (None, Vec::new()),
         };
         let groups = self
             .shared
@@ -242,6 +247,7 @@ impl Site {
             groups,
             path,
             proxy,
+            tunnels,
         }
     }
 }

@@ -135,6 +135,24 @@ async fn each_proxy_fault_sends_agents_to_the_path_a_real_agent_ends_on() {
     assert_eq!(fault(0), ("primary".into(), 8), "the middlebox's close");
     assert_eq!(fault(1), ("proxy".into(), 16));
     assert_eq!(fault(5), ("proxy".into(), 8));
+    // Every request, one row each, in the run folder.
+    let csv = std::fs::read_to_string(out.join("proxy-tunnels.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len() as u64, n(&r, "proxy.connections"));
+    let hung: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[1] == "hang")
+        .collect();
+    assert_eq!(hung.len(), 16, "{csv}");
+    for f in &hung {
+        // site, group, target, status, bytes up, bytes down, open, close, closed, rule
+        assert_eq!(
+            (f[3], f[4], f[8], f[9]),
+            ("0", "0", "hang", "proxy.3.hang"),
+            "{f:?}"
+        );
+    }
     // Wake-ups reach agents on every path.
     let w = |k: &str| n(&r, &format!("wakeups.{k}"));
     assert!(w("sent") >= 60);

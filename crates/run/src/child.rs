@@ -241,6 +241,7 @@ async fn run_site(spec: SiteSpec) -> Result<(), String> {
         edge: None,
         path: r.path,
         proxy: r.proxy,
+        tunnels: r.tunnels,
     })));
     until_eof(&mut cmds).await;
     Ok(())

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use pushsim_agent::path::PathResult;
 use pushsim_agent::site::GroupResult;
 use pushsim_agent::SiteProgress;
-use pushsim_netfault::connect::ProxyStats;
+use pushsim_netfault::connect::{ProxyStats, TunnelRecord};
 use pushsim_netfault::toxics::ProxyJson;
 use pushsim_pki::files::PkiPaths;
 use pushsim_scenario::{Network, Profile, Proxy};
@@ -148,4 +148,7 @@ pub struct Done {
     /// A site's embedded proxy.
     #[serde(default)]
     pub proxy: Option<ProxyStats>,
+    /// Every request a site's embedded proxy saw.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelRecord>,
 }

@@ -13,6 +13,7 @@
 //! - `running`: the run's children while it runs: service lifecycle, sites, following them.
 //! - `external`: `network.backend = "toxiproxy"`: proxies and toxics on a Toxiproxy server.
 //! - `fault_api`: `--fault-api`, Toxiproxy's API over the run's middleboxes.
+//! - `tunnels`: `proxy-tunnels.csv`, every request the embedded proxies saw.
 //! - [`orchestrator`]: one run from scenario to report.
 
 pub mod child;
@@ -26,6 +27,7 @@ pub mod orchestrator;
 pub mod plan;
 pub mod procstat;
 mod running;
+mod tunnels;
 
 pub use observer::{Observer, Phase, Status};
 pub use orchestrator::{execute, Outcome, RunOptions};

@@ -315,7 +315,8 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         console.close().await;
     }
     let _ = stop_api.send(true);
-    let collected = run.stop_all(groups.len()).await;
+    let mut collected = run.stop_all(groups.len()).await;
+    let tunnels = std::mem::take(&mut collected.tunnels);
     if let Some(ext) = external {
         ext.close().await;
     }
@@ -416,6 +417,13 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         m
     };
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
+    if let Some(p) = proxy.filter(|p| p.url.is_none()) {
+        let rules: Vec<String> = (0..p.faults.len()).map(|i| p.faults[i].label(i)).collect();
+        let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+        let path = opts.dir.join("proxy-tunnels.csv");
+        crate::tunnels::write(&path, tunnels, t0, &names, &rules)
+            .map_err(|e| env(format!("cannot write {}: {e}", path.display())))?;
+    }
     render::write_hlog(
         &opts.dir.join("histograms.hlog"),
         started_at,

@@ -70,6 +70,8 @@ pub(crate) struct Collected {
     pub(crate) middlebox: BTreeMap<String, u64>,
     /// The embedded proxies' figures over every site (none: no embedded proxy).
     pub(crate) proxy: Option<pushsim_netfault::connect::ProxyStats>,
+    /// Every request the embedded proxies saw, with the site's index.
+    pub(crate) tunnels: Vec<(usize, pushsim_netfault::connect::TunnelRecord)>,
 }
 
 /// The service's processes (rumqttd and the edges) and the channels their lines arrive on.
@@ -467,6 +469,7 @@ impl Running {
             fault_hits: BTreeMap::new(),
             middlebox: BTreeMap::new(),
             proxy: None,
+            tunnels: Vec::new(),
         };
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
@@ -485,6 +488,7 @@ impl Running {
             if let Some(p) = d.proxy {
                 c.proxy.get_or_insert_with(Default::default).add(&p);
             }
+            c.tunnels.extend(d.tunnels.into_iter().map(|t| (i, t)));
             if let Some(path) = d.path {
                 for (rule, n) in path.hits {
                     *c.fault_hits.entry(rule).or_default() += n;
