@@ -101,10 +101,7 @@ impl SiteProxy {
     /// returns what it did, summed and request by request.
     pub async fn stop(&self) -> (ProxyStats, Vec<TunnelRecord>) {
         self.proxy.stop();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while self.proxy.active() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.proxy.drained()).await;
         if let Some(d) = lock(&self.done).take() {
             let _ = d.send(());
         }

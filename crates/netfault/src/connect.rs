@@ -114,7 +114,7 @@ struct Inner {
     open: AtomicUsize,
     max_open: AtomicUsize,
     /// Connections being served (until their record is kept).
-    active: AtomicUsize,
+    active: watch::Sender<usize>,
     /// Held while a request is answered and its tunnel slot taken, so `max_tunnels` is exact.
     admit: Mutex<()>,
     records: Mutex<Vec<TunnelRecord>>,
@@ -140,7 +140,7 @@ impl ConnectProxy {
                 stop: watch::Sender::new(false),
                 open: AtomicUsize::new(0),
                 max_open: AtomicUsize::new(0),
-                active: AtomicUsize::new(0),
+                active: watch::Sender::new(0),
                 admit: Mutex::new(()),
                 records: Mutex::new(Vec::new()),
                 events,
@@ -170,7 +170,7 @@ impl ConnectProxy {
                     a = l.accept() => match a {
                         Ok((sock, _)) => {
                             let _ = sock.set_nodelay(true);
-                            inner.active.fetch_add(1, Ordering::Relaxed);
+                            inner.active.send_modify(|n| *n += 1);
                             tokio::spawn(serve(inner.clone(), sock, group, nominal.clone()));
                         }
                         Err(e) => {
@@ -200,10 +200,11 @@ impl ConnectProxy {
         self.inner.open.load(Ordering::Relaxed)
     }
 
-    /// Connections being served now (tunnels, requests, hung ones); after [`Self::stop`] it
-    /// falls to 0 as each is closed and recorded.
-    pub fn active(&self) -> usize {
-        self.inner.active.load(Ordering::Relaxed)
+    /// Resolves once no connection is being served (tunnels, requests, hung ones): after
+    /// [`Self::stop`], when each has been closed and recorded.
+    pub async fn drained(&self) {
+        let mut active = self.inner.active.subscribe();
+        let _ = active.wait_for(|n| *n == 0).await;
     }
 
     /// What it did so far, summed.
@@ -284,12 +285,11 @@ async fn connect_any(addrs: &[SocketAddr]) -> Option<TcpStream> {
 
 /// `target` with its port as rules see it.
 fn as_nominal(target: &str, nominal: &[(u16, u16)]) -> String {
-    match target.rsplit_once(':') {
-        Some((host, port)) => match nominal.iter().find(|(real, _)| port.parse() == Ok(*real)) {
-            Some((_, n)) => format!("{host}:{n}"),
-            None => target.to_string(),
-        },
-        None => target.to_string(),
+    let port = connect_rule::target_port(target);
+    let alias = nominal.iter().find(|(real, _)| Some(*real) == port);
+    match (target.rsplit_once(':'), alias) {
+        (Some((host, _)), Some((_, n))) => format!("{host}:{n}"),
+        _ => target.to_string(),
     }
 }
 
@@ -419,7 +419,7 @@ async fn serve(inner: Arc<Inner>, mut sock: TcpStream, group: u16, nominal: Arc<
 fn keep(inner: &Inner, mut rec: TunnelRecord) {
     rec.close_ns = now_ns();
     lock(&inner.records).push(rec);
-    inner.active.fetch_sub(1, Ordering::Relaxed);
+    inner.active.send_modify(|n| *n = n.saturating_sub(1));
 }
 
 /// Answers `code` and closes.

@@ -418,7 +418,12 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     };
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
     if let Some(p) = proxy.filter(|p| p.url.is_none()) {
-        let rules: Vec<String> = (0..p.faults.len()).map(|i| p.faults[i].label(i)).collect();
+        let rules: Vec<String> = p
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.label(i))
+            .collect();
         let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
         let path = opts.dir.join("proxy-tunnels.csv");
         crate::tunnels::write(&path, tunnels, t0, &names, &rules)
