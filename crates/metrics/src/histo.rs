@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// Highest trackable latency: one hour in µs. Larger values are clamped to it.
 pub const MAX_US: u64 = 3_600_000_000;
 
+/// Points per nine in [`Histo::percentiles`] (90 %, 99 %, 99.9 % … are one nine apart).
+pub const STEPS_PER_NINE: u32 = 8;
+/// The deepest percentile [`Histo::percentiles`] goes to: six nines, 99.9999 %.
+const MAX_NINES: f64 = 6.0;
+
 /// A latency histogram in microseconds.
 #[derive(Debug, Clone)]
 pub struct Histo(Histogram<u64>);
@@ -67,6 +72,30 @@ impl Histo {
             p999: h.value_at_quantile(0.999),
             max: h.max(),
         }
+    }
+
+    /// The percentile distribution as HdrHistogram plots it: `(percentile, µs)` points evenly
+    /// spaced on the "nines" scale (`-log10(1 - p)`), [`STEPS_PER_NINE`] per nine, up to the
+    /// last percentile the sample count resolves (at most 99.9999 %), then `(100, max)`.
+    /// Empty when nothing was recorded.
+    pub fn percentiles(&self) -> Vec<(f64, u64)> {
+        let h = &self.0;
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let top = (h.len() as f64).log10().min(MAX_NINES);
+        let steps = (top * STEPS_PER_NINE as f64).floor() as u32;
+        let mut out: Vec<(f64, u64)> = (0..=steps)
+            .map(|k| {
+                let nines = f64::from(k) / f64::from(STEPS_PER_NINE);
+                let q = 1.0 - 10f64.powf(-nines);
+                // Rounded so report.json reads 99.9, not 99.90000000000001.
+                let pct = (q * 100.0 * 1e6).round() / 1e6;
+                (pct, h.value_at_quantile(q))
+            })
+            .collect();
+        out.push((100.0, h.max()));
+        out
     }
 
     /// Base64 of the V2 deflate encoding (HdrHistogram's interchange format).
@@ -137,6 +166,30 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_step_on_the_nines_scale_up_to_what_the_count_resolves() {
+        let mut h = Histo::new();
+        assert!(h.percentiles().is_empty());
+        for v in 1..=1000 {
+            h.record(v);
+        }
+        let p = h.percentiles();
+        // 1,000 values resolve three nines: 3 × 8 steps + the 0th, then the max.
+        assert_eq!(p.len(), 3 * STEPS_PER_NINE as usize + 2);
+        assert_eq!(p[0], (0.0, 1));
+        assert_eq!(p[STEPS_PER_NINE as usize], (90.0, 900));
+        assert_eq!(p[2 * STEPS_PER_NINE as usize], (99.0, 990));
+        assert_eq!(p[3 * STEPS_PER_NINE as usize], (99.9, 999));
+        assert_eq!(*p.last().unwrap(), (100.0, 1000));
+        assert!(p.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{p:?}");
+        let mut big = Histo::new();
+        for v in 0..10_000_000u64 {
+            big.record(v % 5000 + 1);
+        }
+        let p = big.percentiles();
+        assert_eq!(p[p.len() - 2].0, 99.9999, "capped at six nines");
+    }
 
     #[test]
     fn summary_of_uniform_values() {

@@ -155,7 +155,11 @@ impl Recorder {
     /// agent's return from it.
     pub fn connected(&mut self, start_ns: u64, now_ns: u64, path: usize, lost_ns: Option<u64>) {
         self.snap.connect.record(elapsed_us(start_ns, now_ns));
-        self.snap.timeline.at(self.t0_ns, now_ns).connects += 1;
+        let b = self.snap.timeline.at(self.t0_ns, now_ns);
+        b.connects += 1;
+        if let Some(c) = b.path_connects.get_mut(path) {
+            *c += 1;
+        }
         if let Some(p) = self.paths.get_mut(path) {
             *p += 1;
         }
@@ -181,7 +185,11 @@ impl Recorder {
         if lost {
             self.snap.counters.disconnects += 1;
         }
-        self.snap.timeline.at(self.t0_ns, now_ns).disconnects += 1;
+        let b = self.snap.timeline.at(self.t0_ns, now_ns);
+        b.disconnects += 1;
+        if let Some(c) = b.path_disconnects.get_mut(path) {
+            *c += 1;
+        }
         if let Some(p) = self.paths.get_mut(path) {
             *p = p.saturating_sub(1);
         }

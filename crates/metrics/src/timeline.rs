@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::recorder::PATHS;
+
 /// Counters of one second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bucket {
@@ -19,6 +21,12 @@ pub struct Bucket {
     /// closed idle by the proxy).
     #[serde(default)]
     pub drops: u64,
+    /// Of `connects`, per path (`recorder::PATH_NAMES` order).
+    #[serde(default)]
+    pub path_connects: [u64; PATHS],
+    /// Of `disconnects`, per path.
+    #[serde(default)]
+    pub path_disconnects: [u64; PATHS],
 }
 
 impl Bucket {
@@ -29,6 +37,10 @@ impl Bucket {
         self.wakeups_sent += o.wakeups_sent;
         self.wakeups_delivered += o.wakeups_delivered;
         self.drops += o.drops;
+        for p in 0..PATHS {
+            self.path_connects[p] += o.path_connects[p];
+            self.path_disconnects[p] += o.path_disconnects[p];
+        }
     }
 }
 
@@ -70,6 +82,23 @@ impl Timeline {
             })
             .collect()
     }
+
+    /// Connected agents at the end of each second, per path: cumulative connects minus
+    /// disconnects on that path.
+    pub fn connected_by_path(&self) -> Vec<[u64; PATHS]> {
+        let mut level = [0i64; PATHS];
+        self.buckets
+            .iter()
+            .map(|b| {
+                let mut out = [0u64; PATHS];
+                for p in 0..PATHS {
+                    level[p] += b.path_connects[p] as i64 - b.path_disconnects[p] as i64;
+                    out[p] = level[p].max(0) as u64;
+                }
+                out
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +115,20 @@ mod tests {
         t.at(t0, t0 - 5).connects += 1; // before t0: second 0
         assert_eq!(t.buckets.len(), 3);
         assert_eq!(t.connected(), vec![4, 4, 5]);
+    }
+
+    #[test]
+    fn connected_per_path_follows_each_path() {
+        let mut t = Timeline::default();
+        let b = t.at(0, 0);
+        b.path_connects = [3, 0, 2, 0];
+        let b = t.at(0, 1_000_000_000);
+        b.path_disconnects = [1, 0, 2, 0];
+        b.path_connects = [0, 1, 0, 0];
+        let mut other = Timeline::default();
+        other.at(0, 1_500_000_000).path_connects = [0, 0, 0, 4];
+        t.add(&other);
+        assert_eq!(t.connected_by_path(), vec![[3, 0, 2, 0], [2, 1, 0, 4]]);
     }
 
     #[test]
