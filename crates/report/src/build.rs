@@ -71,6 +71,8 @@ pub struct Inputs<'a> {
     pub proxy: Option<(&'a Proxy, ProxyReport)>,
     /// Requests decided per proxy rule id, summed over sites (none: not known).
     pub proxy_hits: Option<BTreeMap<u32, u64>>,
+    /// The machine.
+    pub machine: Machine,
 }
 
 fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCounts {
@@ -147,6 +149,24 @@ fn latencies(m: &Snapshot) -> Latencies {
     }
 }
 
+/// The percentile distribution of every histogram with samples, by its `latency_us` name.
+fn distributions(m: &Snapshot) -> Distributions {
+    [
+        ("connect", &m.connect),
+        ("first_connect", &m.first_connect),
+        ("wakeup", &m.wakeup),
+        ("wakeup_cold", &m.wakeup_cold),
+        ("detect", &m.detect),
+        ("reconnect", &m.reconnect),
+        ("checkin", &m.checkin),
+        ("wakeup_to_checkin", &m.wakeup_to_checkin),
+    ]
+    .into_iter()
+    .filter(|(_, h)| !h.is_empty())
+    .map(|(name, h)| (name.to_string(), h.percentiles()))
+    .collect()
+}
+
 /// Recovery figures of every outage (pure: from merged snapshots and the timeline).
 pub fn recovery(
     merged: &Snapshot,
@@ -204,13 +224,14 @@ impl RunReport {
         let mut all = Snapshot::merged(i.groups.iter().map(|g| &g.merged));
         all.merge(i.console);
         let connected = all.timeline.connected();
+        let by_path = all.timeline.connected_by_path();
         let timeline: Vec<TimelinePoint> = all
             .timeline
             .buckets
             .iter()
-            .zip(&connected)
+            .zip(connected.iter().zip(&by_path))
             .enumerate()
-            .map(|(t, (b, c))| TimelinePoint {
+            .map(|(t, (b, (c, p)))| TimelinePoint {
                 t_s: t as u64,
                 connected: *c,
                 connects: b.connects,
@@ -219,6 +240,7 @@ impl RunReport {
                 wakeups_sent: b.wakeups_sent,
                 wakeups_delivered: b.wakeups_delivered,
                 drops: b.drops,
+                paths: Paths::from_counts(*p),
             })
             .collect();
         let mut wakeups = WakeupCounts::default();
@@ -237,6 +259,7 @@ impl RunReport {
                     wakeups: g.wakeups,
                     latency_us: latencies(&g.merged),
                     paths: p,
+                    distributions: distributions(&g.merged),
                 },
             );
         }
@@ -247,6 +270,7 @@ impl RunReport {
                 name: i.scenario.name.clone(),
                 description: i.scenario.description.clone(),
                 origin: i.origin,
+                text: i.scenario.to_toml(),
             },
             seed: i.scenario.seed,
             started_at: i.started_at,
@@ -272,6 +296,8 @@ impl RunReport {
             middlebox: i.middlebox,
             proxy: i.proxy.map(|(_, r)| r),
             timeline,
+            distributions: distributions(&all),
+            machine: i.machine,
         };
         r.slos = slo::evaluate(&r, &i.scenario.slo);
         r

@@ -56,6 +56,32 @@ pub struct RunReport {
     pub proxy: Option<ProxyReport>,
     /// Per-second timeline.
     pub timeline: Vec<TimelinePoint>,
+    /// Percentile distributions of the latency histograms (the same names as `latency_us`).
+    #[serde(default)]
+    pub distributions: Distributions,
+    /// The machine the run ran on.
+    #[serde(default)]
+    pub machine: Machine,
+}
+
+/// Percentile distributions by histogram name (`wakeup`, `connect`, ...): `[percentile, µs]`
+/// points evenly spaced on the "nines" scale, the last `[100, max]` (see
+/// `pushsim_metrics::Histo::percentiles`). A histogram with no samples is absent.
+pub type Distributions = BTreeMap<String, Vec<(f64, u64)>>;
+
+/// The machine a run ran on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPUs this process could run on.
+    pub cores: u32,
+    /// The CPU's model name.
+    pub cpu: String,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Open-files limit per process (hard).
+    pub nofile_hard: u64,
 }
 
 /// The scenario that ran.
@@ -67,6 +93,9 @@ pub struct ScenarioInfo {
     pub description: String,
     /// Where it came from (`builtin:<name>` or a path).
     pub origin: String,
+    /// The scenario as run, every default filled in (TOML).
+    #[serde(default)]
+    pub text: String,
 }
 
 /// Process layout.
@@ -252,6 +281,9 @@ pub struct GroupReport {
     pub latency_us: Latencies,
     /// Agents connected at the end, by endpoint.
     pub paths: Paths,
+    /// Percentile distributions of the group's latency histograms.
+    #[serde(default)]
+    pub distributions: Distributions,
 }
 
 /// Reconnection after one service outage. Times are seconds from the outage's start; a
@@ -358,4 +390,7 @@ pub struct TimelinePoint {
     /// Connections broken by a fault rule during it.
     #[serde(default)]
     pub drops: u64,
+    /// Agents connected at the end of this second, by path.
+    #[serde(default)]
+    pub paths: Paths,
 }

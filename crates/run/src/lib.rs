@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`plan`]: how many processes of each role a run needs (pure; from the open-files limit).
-//! - [`limits`]: raising the open-files limit; reading the ephemeral port range.
+//! - [`limits`]: raising the open-files limit; the ephemeral port range; the machine for the
+//!   report.
 //! - [`ipc`]: the JSON-lines protocol between the orchestrator and its children.
 //! - [`children`]: spawning and talking to child processes (parent side).
 //! - [`child`]: the child side: broker, edge and site entry points.

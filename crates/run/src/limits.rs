@@ -1,4 +1,7 @@
-//! The machine's limits that shape a run.
+//! The machine: the limits that shape a run, and what the report says of it.
+
+use procfs::{Current, CpuInfo, Meminfo};
+use pushsim_report::model::Machine;
 
 /// Raises the soft open-files limit to the hard one; returns the limit now in force.
 pub fn raise_nofile() -> u64 {
@@ -20,4 +23,27 @@ pub fn ephemeral_ports() -> u64 {
         })
         .map(|r| r.end().saturating_sub(*r.start()) + 1)
         .unwrap_or(28_232)
+}
+
+/// Cores, CPU model, memory, kernel and open-files limit, as far as `/proc` tells.
+pub fn machine() -> Machine {
+    let cpu = CpuInfo::current().ok();
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(0),
+        cpu: cpu
+            .as_ref()
+            .and_then(|c| c.model_name(0).map(str::to_string))
+            .unwrap_or_default(),
+        memory_mib: Meminfo::current()
+            .map(|m| m.mem_total / (1024 * 1024))
+            .unwrap_or(0),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        nofile_hard: rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(_, hard)| hard)
+            .unwrap_or(0),
+    }
 }

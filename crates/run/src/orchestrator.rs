@@ -403,6 +403,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         middlebox: collected.middlebox,
         proxy: proxy.map(|p| (p, proxy_report(p, collected.proxy.as_ref()))),
         proxy_hits: collected.proxy.as_ref().map(|s| s.hits.clone()),
+        machine: crate::limits::machine(),
     });
     let all = {
         let mut m = Snapshot::default();
