@@ -1,5 +1,5 @@
 //! The one result of a run, [`RunReport`], and its renderers. Numbers are computed once, here,
-//! from the merged measurements; JSON, terminal and HdrHistogram logs only render them.
+//! from the merged measurements; JSON, HTML, terminal and HdrHistogram logs only render them.
 //!
 //! # Layout
 //! - [`compare`]: several runs side by side (a sweep).
@@ -7,10 +7,15 @@
 //! - [`build`]: assembling a `RunReport` from merged snapshots, the ledger's counts and process
 //!   figures.
 //! - [`slo`]: evaluating the scenario's SLOs on report.json paths; checking paths up front.
-//! - [`render`]: report.json, the HdrHistogram interval log, and the terminal summary.
+//! - [`render`]: report.json, report.html, the HdrHistogram interval log, and the terminal
+//!   summary.
+//! - [`html`]: the page of one run (report.html), self-contained.
+//! - [`charts`]: percentile distributions and timelines as inline SVG (plotters).
 
 pub mod build;
+pub mod charts;
 pub mod compare;
+pub mod html;
 pub mod model;
 pub mod render;
 pub mod slo;
@@ -32,4 +37,7 @@ pub enum ReportError {
     /// Serialisation.
     #[error("cannot serialise the report: {0}")]
     Json(#[from] serde_json::Error),
+    /// A chart of report.html.
+    #[error(transparent)]
+    Chart(#[from] charts::ChartError),
 }

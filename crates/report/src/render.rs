@@ -1,5 +1,5 @@
-//! Renderers of a [`RunReport`]: report.json, the HdrHistogram interval log of the run's
-//! histograms, and the terminal summary.
+//! Renderers of a [`RunReport`]: report.json, report.html, the HdrHistogram interval log of the
+//! run's histograms, and the terminal summary.
 
 use std::fs;
 use std::io::BufWriter;
@@ -25,6 +25,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
 pub fn write_json(report: &RunReport, path: &Path) -> Result<(), ReportError> {
     let text = serde_json::to_string_pretty(report)?;
     fs::write(path, text + "\n").map_err(io(path))
+}
+
+/// Writes report.html: the page of [`crate::html::page`].
+pub fn write_html(report: &RunReport, path: &Path) -> Result<(), ReportError> {
+    let page = crate::html::page(report)?;
+    fs::write(path, page).map_err(io(path))
 }
 
 /// Reads a report.json.

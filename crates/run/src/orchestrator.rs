@@ -418,6 +418,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         m
     };
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
+    render::write_html(&report, &opts.dir.join("report.html")).map_err(env)?;
     if let Some(p) = proxy.filter(|p| p.url.is_none()) {
         let rules: Vec<String> = p
             .faults
