@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(p[2 * STEPS_PER_NINE as usize], (99.0, 990));
         assert_eq!(p[3 * STEPS_PER_NINE as usize], (99.9, 999));
         assert_eq!(*p.last().unwrap(), (100.0, 1000));
-        assert!(p.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{p:?}");
+        assert!(
+            p.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+            "{p:?}"
+        );
         let mut big = Histo::new();
         for v in 0..10_000_000u64 {
             big.record(v % 5000 + 1);

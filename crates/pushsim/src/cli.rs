@@ -24,6 +24,9 @@ pub enum Command {
     /// Serves a Toxiproxy-compatible API whose proxies are pushsim middleboxes (Toxiproxy's
     /// toxics plus idle_drop, blackhole, close, refuse, swallow, max_connections).
     Toxiproxy(ToxiproxyArgs),
+    /// Re-renders or compares run reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Internal: a child process of a run (broker, edge, site).
     #[command(name = "__child", hide = true)]
     Child { role: String },
@@ -59,4 +62,48 @@ pub struct ToxiproxyArgs {
     /// Address of the API.
     #[arg(long, default_value = "127.0.0.1:8474")]
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Rebuilds report.html from a run's report.json (old runs get new charts).
+    Render(RenderArgs),
+    /// Compares runs side by side, the first the baseline: every count and percentile with its
+    /// change, regressions marked (exit 1 when there is one).
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// A run folder, or a report.json.
+    pub run: PathBuf,
+    /// Where to write the page (default: report.html beside the report.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run folders or report.json files, the first the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(long, default_value = "compare.html")]
+    pub out: PathBuf,
+    /// A change counts as a regression (or an improvement) past this many percent.
+    #[arg(long, default_value_t = 10.0, value_parser = percent)]
+    pub threshold: f64,
+}
+
+/// A threshold in percent: a finite number, 0 or more (`10` or `10%`).
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of percent"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s}: the threshold must be 0 % or more"))
+    }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use pushsim_report::{compare, render, RunReport};
+use pushsim_report::{render, RunReport};
 use pushsim_run::orchestrator::default_dir;
 use pushsim_run::{execute, RunError, RunOptions};
 use pushsim_scenario::builtin::BUILTINS;
@@ -195,7 +195,7 @@ fn run_all(
             let outcome = execute(v.scenario, run_origin, opts).await?;
             bars.finish();
             print!("{}", render::terminal(&outcome.report));
-            println!("report: {}", outcome.dir.join("report.json").display());
+            println!("report: {} (report.json beside it)", outcome.dir.join("report.html").display());
             let this = if let Some(why) = &outcome.environment {
                 eprintln!("error: the run was stopped: {why}");
                 3
@@ -215,7 +215,7 @@ fn run_all(
         if let Some(key) = key {
             let runs: Vec<(String, &RunReport)> = done.iter().map(|(l, r, _)| (l.clone(), r)).collect();
             println!("\nsweep over {key}");
-            println!("{}", compare::table(&key, &runs));
+            crate::reports::write_comparison(&key, &runs, 10.0, &base_dir.join("compare.html"))?;
             let index = serde_json::json!({
                 "key": key,
                 "runs": done.iter().map(|(l, r, d)| serde_json::json!({

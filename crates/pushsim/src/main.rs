@@ -5,6 +5,7 @@
 //! - `main.rs`: parse, set up tracing, run the command, map the outcome to an exit code.
 //! - [`cli`]: the clap command line.
 //! - [`commands`]: `list`, `scenario` and `toxiproxy`.
+//! - [`reports`]: `report render` and `report compare`.
 //! - [`progress`]: indicatif progress bars (on a terminal only).
 //!
 //! Exit codes: 0 every SLO held; 1 an SLO failed; 2 usage or scenario error; 3 the environment
@@ -13,6 +14,7 @@
 mod cli;
 mod commands;
 mod progress;
+mod reports;
 
 use clap::Parser;
 
@@ -32,6 +34,8 @@ fn main() {
         cli::Command::List => commands::list(),
         cli::Command::Scenario(args) => commands::scenario(args),
         cli::Command::Toxiproxy(args) => commands::toxiproxy(args),
+        cli::Command::Report(cli::ReportCommand::Render(args)) => reports::render(args),
+        cli::Command::Report(cli::ReportCommand::Compare(args)) => reports::compare(args),
     };
     std::process::exit(code);
 }

@@ -71,17 +71,18 @@ values = [true, false]
             .unwrap_or_else(|| panic!("{name} row in {table}"))
             .to_string()
     };
+    // The first value is the baseline: the second run's losses are marked as regressions.
+    let slos = row("slos.failed");
+    assert!(slos.contains(" 0 ") && slos.contains("1 (+1) ▲"), "{table}");
+    let end = row("agents.connected_end");
     assert!(
-        row("SLOs").contains("pass") && row("SLOs").contains("FAIL"),
+        end.contains(" 20 ") && end.contains("0 (-100.0%) ▲"),
         "{table}"
     );
-    let cells: Vec<String> = row("agents connected at end")
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let page = std::fs::read_to_string(out.join("compare.html")).expect("compare.html");
     assert!(
-        cells.contains(&"20/20".to_string()) && cells.contains(&"0/20".to_string()),
-        "{table}"
+        page.contains("REGRESSED") && page.contains(">true<") && page.contains(">false<"),
+        "the verdict and both runs on the page"
     );
 
     let index: Value =

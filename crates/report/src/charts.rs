@@ -108,7 +108,10 @@ fn plotted(points: &[(f64, u64)]) -> Vec<(f64, f64)> {
     out
 }
 
-fn svg(title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>) -> Result<String, ChartError> {
+fn svg(
+    title: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
+) -> Result<String, ChartError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
@@ -289,7 +292,10 @@ mod tests {
         )
         .unwrap();
         assert!(s.starts_with("<svg"), "{s}");
-        assert!(s.contains("wake-up &lt;warm&gt;") && s.contains("a&amp;b"), "{s}");
+        assert!(
+            s.contains("wake-up &lt;warm&gt;") && s.contains("a&amp;b"),
+            "{s}"
+        );
         assert!(s.contains("99%") && s.contains("90%"), "nines labels: {s}");
         let t = timeline(
             "connected",
@@ -307,7 +313,10 @@ mod tests {
             }],
         )
         .unwrap();
-        assert!(t.contains("service.kill") && t.contains("direct_primary"), "{t}");
+        assert!(
+            t.contains("service.kill") && t.contains("direct_primary"),
+            "{t}"
+        );
         assert!(t.contains("<rect"), "the outage band: {t}");
     }
 }

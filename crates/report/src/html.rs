@@ -11,14 +11,23 @@ use pushsim_metrics::Summary;
 
 /// The latency histograms in the order the page shows them: report name and title.
 pub const KINDS: [(&str, &str); 8] = [
-    ("wakeup", "Wake-up latency, warm (every wake-up after an agent's first)"),
+    (
+        "wakeup",
+        "Wake-up latency, warm (every wake-up after an agent's first)",
+    ),
     ("wakeup_cold", "Wake-up latency, cold (each agent's first)"),
     ("connect", "Connect (TCP + TLS + CONNACK)"),
-    ("first_connect", "Time to connected (first attempt → first CONNACK, fallback included)"),
+    (
+        "first_connect",
+        "Time to connected (first attempt → first CONNACK, fallback included)",
+    ),
     ("detect", "Detection (path died → agent noticed)"),
     ("reconnect", "Reconnect (connection lost → connected again)"),
     ("checkin", "Check-in round trip"),
-    ("wakeup_to_checkin", "Wake-up → check-in (intended send → the answering check-in)"),
+    (
+        "wakeup_to_checkin",
+        "Wake-up → check-in (intended send → the answering check-in)",
+    ),
 ];
 
 /// The summary of histogram `kind` in `l`.
@@ -235,10 +244,7 @@ fn percentile_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError>
         if all.count == 0 {
             continue;
         }
-        let mut series = vec![(
-            legend("all", &all),
-            points(r.distributions.get(kind), &all),
-        )];
+        let mut series = vec![(legend("all", &all), points(r.distributions.get(kind), &all))];
         if r.groups.len() > 1 {
             for (g, gr) in &r.groups {
                 let s = summary(&gr.latency_us, kind);
@@ -262,7 +268,11 @@ fn percentile_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError>
 fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> u64) -> Line {
     Line {
         label: label.to_string(),
-        points: r.timeline.iter().map(|p| (p.t_s as f64 + 1.0, f(p) as f64)).collect(),
+        points: r
+            .timeline
+            .iter()
+            .map(|p| (p.t_s as f64 + 1.0, f(p) as f64))
+            .collect(),
     }
 }
 
@@ -298,9 +308,30 @@ fn timeline_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError> {
     ];
     let d = r.duration_s;
     Ok(vec![
-        ("connected".into(), charts::timeline("Agents connected, by path", "agents", d, &b, &connected)?),
-        ("events".into(), charts::timeline("Connects, disconnects and drops per second", "per second", d, &b, &events)?),
-        ("wakeups".into(), charts::timeline("Wake-ups sent and delivered per second", "per second", d, &b, &wakeups)?),
+        (
+            "connected".into(),
+            charts::timeline("Agents connected, by path", "agents", d, &b, &connected)?,
+        ),
+        (
+            "events".into(),
+            charts::timeline(
+                "Connects, disconnects and drops per second",
+                "per second",
+                d,
+                &b,
+                &events,
+            )?,
+        ),
+        (
+            "wakeups".into(),
+            charts::timeline(
+                "Wake-ups sent and delivered per second",
+                "per second",
+                d,
+                &b,
+                &wakeups,
+            )?,
+        ),
     ])
 }
 

@@ -2,7 +2,8 @@
 //! from the merged measurements; JSON, HTML, terminal and HdrHistogram logs only render them.
 //!
 //! # Layout
-//! - [`compare`]: several runs side by side (a sweep).
+//! - [`compare`]: several runs side by side, changes against the first marked (terminal table).
+//! - [`compare_html`]: the same as a page, with the runs' distributions overlaid.
 //! - [`model`]: `RunReport` and its parts (the report.json contract, `schema_version` 1).
 //! - [`build`]: assembling a `RunReport` from merged snapshots, the ledger's counts and process
 //!   figures.
@@ -15,6 +16,7 @@
 pub mod build;
 pub mod charts;
 pub mod compare;
+pub mod compare_html;
 pub mod html;
 pub mod model;
 pub mod render;
@@ -37,6 +39,28 @@ pub enum ReportError {
     /// Serialisation.
     #[error("cannot serialise the report: {0}")]
     Json(#[from] serde_json::Error),
+    /// A report.json of another layout.
+    #[error("{path}: schema_version {found}, but this pushsim ({ours}) reads schema_version {expected}; use the pushsim that wrote it ({writer})")]
+    Schema {
+        /// The file.
+        path: String,
+        /// Its schema_version (or what stood there).
+        found: String,
+        /// This pushsim's version.
+        ours: String,
+        /// The version it reads.
+        expected: u32,
+        /// The pushsim version that wrote the file.
+        writer: String,
+    },
+    /// Not a report.json at all.
+    #[error("{path}: not a pushsim report.json: {why}")]
+    NotAReport {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A chart of report.html.
     #[error(transparent)]
     Chart(#[from] charts::ChartError),

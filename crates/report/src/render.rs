@@ -11,7 +11,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use pushsim_metrics::{Histo, Summary};
 
-use crate::model::RunReport;
+use crate::model::{RunReport, SCHEMA_VERSION};
 use crate::ReportError;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
@@ -33,10 +33,37 @@ pub fn write_html(report: &RunReport, path: &Path) -> Result<(), ReportError> {
     fs::write(path, page).map_err(io(path))
 }
 
-/// Reads a report.json.
+/// Reads a report.json, or the one in a run folder; refuses another `schema_version` before
+/// reading any other field.
 pub fn read_json(path: &Path) -> Result<RunReport, ReportError> {
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    Ok(serde_json::from_str(&text)?)
+    let file = if path.is_dir() {
+        path.join("report.json")
+    } else {
+        path.to_path_buf()
+    };
+    let name = file.display().to_string();
+    let text = fs::read_to_string(&file).map_err(io(&file))?;
+    let not_a_report = |why: String| ReportError::NotAReport {
+        path: name.clone(),
+        why,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| not_a_report(e.to_string()))?;
+    let found = value.get("schema_version");
+    if found.and_then(serde_json::Value::as_u64) != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(ReportError::Schema {
+            path: name,
+            found: found.map_or_else(|| "missing".into(), |v| v.to_string()),
+            ours: env!("CARGO_PKG_VERSION").into(),
+            expected: SCHEMA_VERSION,
+            writer: value
+                .get("pushsim_version")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown")
+                .into(),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| not_a_report(e.to_string()))
 }
 
 /// Writes `histograms` (tag, histogram) as one interval each, covering the whole run, in
@@ -416,12 +443,47 @@ mod tests {
     }
 
     #[test]
+    fn another_schema_version_or_no_report_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("report.json");
+        fs::write(
+            &p,
+            r#"{"schema_version": 2, "pushsim_version": "9.0.0", "new": true}"#,
+        )
+        .unwrap();
+        let e = read_json(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("schema_version 2")
+                && e.contains(&format!("reads schema_version {SCHEMA_VERSION}"))
+                && e.contains("9.0.0"),
+            "{e}"
+        );
+        fs::write(&p, r#"{"wakeups": 3}"#).unwrap();
+        let e = read_json(&p).unwrap_err().to_string();
+        assert!(e.contains("schema_version missing"), "{e}");
+        fs::write(&p, "<html>").unwrap();
+        let e = read_json(&p).unwrap_err().to_string();
+        assert!(e.contains("not a pushsim report.json"), "{e}");
+        fs::write(&p, r#"{"schema_version": 1, "seed": "x"}"#).unwrap();
+        let e = read_json(&p).unwrap_err().to_string();
+        assert!(e.contains("not a pushsim report.json"), "{e}");
+    }
+
+    #[test]
     fn json_and_hlog_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = RunReport::default();
+        let mut r = RunReport {
+            schema_version: SCHEMA_VERSION,
+            ..Default::default()
+        };
         r.wakeups.sent = 3;
         write_json(&r, &dir.path().join("report.json")).unwrap();
         assert_eq!(read_json(&dir.path().join("report.json")).unwrap(), r);
+        assert_eq!(
+            read_json(dir.path()).unwrap(),
+            r,
+            "a run folder reads its report.json"
+        );
         let mut h = Histo::new();
         h.record(250);
         let p = dir.path().join("h.hlog");

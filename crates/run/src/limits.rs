@@ -1,6 +1,6 @@
 //! The machine: the limits that shape a run, and what the report says of it.
 
-use procfs::{Current, CpuInfo, Meminfo};
+use procfs::{CpuInfo, Current, Meminfo};
 use pushsim_report::model::Machine;
 
 /// Raises the soft open-files limit to the hard one; returns the limit now in force.
