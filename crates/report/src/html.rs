@@ -279,19 +279,13 @@ fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> 
 fn timeline_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError> {
     let b = bands(r);
     let mut connected = vec![line("connected", r, |p| p.connected)];
-    let paths: [(&str, fn(&crate::model::Paths) -> u64); 4] = [
-        ("direct_primary", |p| p.direct_primary),
-        ("direct_fallback", |p| p.direct_fallback),
-        ("proxy_primary", |p| p.proxy_primary),
-        ("proxy_fallback", |p| p.proxy_fallback),
-    ];
-    let used: Vec<_> = paths
-        .iter()
-        .filter(|(_, f)| r.timeline.iter().any(|p| f(&p.paths) > 0))
+    let used: Vec<usize> = (0..4)
+        .filter(|&k| r.timeline.iter().any(|p| p.paths.each()[k].1 > 0))
         .collect();
     if used.len() > 1 {
-        for (name, f) in used {
-            connected.push(line(name, r, |p| f(&p.paths)));
+        for k in used {
+            let name = crate::model::Paths::default().each()[k].0;
+            connected.push(line(name, r, |p| p.paths.each()[k].1));
         }
     }
     let mut events = vec![

@@ -208,14 +208,19 @@ impl Paths {
         self.direct_fallback += o.direct_fallback;
     }
 
-    /// The non-zero paths as `name count`, most agents first.
-    pub fn describe(&self) -> String {
-        let mut v = [
-            ("proxy_primary", self.proxy_primary),
-            ("proxy_fallback", self.proxy_fallback),
+    /// The four paths as `(name, agents)`.
+    pub fn each(&self) -> [(&'static str, u64); 4] {
+        [
             ("direct_primary", self.direct_primary),
             ("direct_fallback", self.direct_fallback),
-        ];
+            ("proxy_primary", self.proxy_primary),
+            ("proxy_fallback", self.proxy_fallback),
+        ]
+    }
+
+    /// The non-zero paths as `name count`, most agents first.
+    pub fn describe(&self) -> String {
+        let mut v = self.each();
         v.sort_by_key(|p| std::cmp::Reverse(p.1));
         let s: Vec<String> = v
             .iter()
