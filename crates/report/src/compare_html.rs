@@ -1,14 +1,14 @@
 //! The comparison page: several runs side by side, the first the baseline — every figure with
 //! its change, regressions marked, and the runs' distributions and timelines overlaid.
 
-use maud::{html, PreEscaped};
+use maud::{html, Markup};
 
 use crate::charts::{self, ChartError, Distribution, Line};
 use crate::compare::{change, delta, fmt, regressions, rows, Change};
-use crate::html::{document, legend, points, summary, KINDS};
+use crate::html::{document, figure, legend, points, summary, KINDS};
 use crate::model::RunReport;
 
-fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<(String, String)>, ChartError> {
+fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<Markup>, ChartError> {
     let mut out = Vec::new();
     for (kind, title) in KINDS {
         let series: Vec<(String, Vec<(f64, u64)>)> = runs
@@ -28,7 +28,12 @@ fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<(String, String)>, Char
                 points: p,
             })
             .collect();
-        out.push((format!("dist-{kind}"), charts::percentiles(title, &d)?));
+        let svg = charts::percentiles(title, &d)?;
+        out.push(figure(
+            &format!("dist-{kind}"),
+            svg,
+            d.iter().map(|s| s.label.as_str()),
+        ));
     }
     let connected: Vec<Line> = runs
         .iter()
@@ -42,9 +47,11 @@ fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<(String, String)>, Char
         })
         .collect();
     let longest = runs.iter().map(|(_, r)| r.duration_s).fold(1.0, f64::max);
-    out.push((
-        "timeline-connected".into(),
-        charts::timeline("Agents connected", "agents", longest, &[], &connected)?,
+    let svg = charts::timeline("Agents connected", "agents", longest, &[], &connected)?;
+    out.push(figure(
+        "timeline-connected",
+        svg,
+        connected.iter().map(|l| l.label.as_str()),
     ));
     Ok(out)
 }
@@ -109,7 +116,7 @@ pub fn page(runs: &[(String, &RunReport)], threshold_pct: f64) -> Result<String,
             }
         }
         h2 { "Distributions and timeline" }
-        @for (id, svg) in charts { figure id=(id) class="chart" { (PreEscaped(svg)) } }
+        @for f in charts { (f) }
     };
     Ok(document("pushsim · comparison", body))
 }

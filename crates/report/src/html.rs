@@ -95,16 +95,17 @@ h3{font-size:1.05em;margin:1em 0 0.3em}
 .verdict{display:inline-block;font-weight:700;font-size:1.15em;padding:4px 14px;border-radius:6px;color:#fff;margin-right:10px}
 .pass{background:#1e8e3e}.fail{background:#c5221f}.warn{background:#b06000}
 .banner{background:#fdf0e0;border:1px solid #e0a050;padding:8px 12px;border-radius:6px;margin:8px 0}
-.grid{display:grid;grid-template-columns:minmax(0,5fr) minmax(0,7fr);gap:12px 28px;align-items:start}
+.grid{display:grid;grid-template-columns:minmax(0,4fr) minmax(0,8fr);gap:12px 28px;align-items:start}
 @media (max-width:900px){.grid{grid-template-columns:1fr}}
 .grid>div{overflow-x:auto}
-.cards{display:flex;flex-wrap:wrap;gap:6px}.card{border:1px solid #d8dee6;border-radius:6px;padding:4px 10px;min-width:70px}
-.card b{display:block;font-size:1.25em}.card span{color:#4d5b6a;font-size:0.85em}.card.bad b{color:#c5221f}
-table{border-collapse:collapse;font-size:0.9em;margin:4px 0 8px}th,td{padding:3px 9px;border-bottom:1px solid #e6eaef;text-align:right;vertical-align:top}
+.cards{display:flex;flex-wrap:wrap;gap:6px}.card{border:1px solid #d8dee6;border-radius:6px;padding:3px 8px;min-width:56px}
+.card b{display:block;font-size:1.15em}.card span{color:#4d5b6a;font-size:0.85em}.card.bad b{color:#c5221f}
+table{border-collapse:collapse;font-size:0.9em;margin:4px 0 8px}th,td{padding:3px 7px;border-bottom:1px solid #e6eaef;text-align:right;vertical-align:top}
 th{background:#f3f5f8;font-weight:600}td:first-child,th:first-child{text-align:left}
 td.l{text-align:left}tr.failed td{background:#fce8e6}tr.passed td:last-child{color:#1e8e3e;font-weight:600}tr.failed td:last-child{color:#c5221f;font-weight:700}
 .regression{background:#fce8e6;color:#a50e0e;font-weight:600}.improvement{background:#e6f4ea;color:#0d652d}
-figure{margin:10px 0}figure svg{width:100%;height:auto}
+figure{margin:10px 0 18px}figure svg{width:100%;height:auto}
+.legend{display:flex;flex-wrap:wrap;gap:4px 18px;font-size:0.88em;padding-left:70px}.legend i{display:inline-block;width:18px;height:4px;margin:0 6px 3px 0;vertical-align:middle}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:10px;overflow:auto;font-size:0.85em;max-height:480px}
 footer{margin-top:2em;color:#6b7785;font-size:0.85em}
 "#;
@@ -133,8 +134,18 @@ pub fn document(title: &str, body: Markup) -> String {
     .into_string()
 }
 
-fn figure(svg: String, id: &str) -> Markup {
-    html! { figure id=(id) class="chart" { (PreEscaped(svg)) } }
+/// A chart and its legend: the lines' labels in the chart's order and colours.
+pub fn figure<'a>(id: &str, svg: String, labels: impl IntoIterator<Item = &'a str>) -> Markup {
+    html! {
+        figure id=(id) class="chart" {
+            (PreEscaped(svg))
+            figcaption.legend {
+                @for (i, l) in labels.into_iter().enumerate() {
+                    span { i style=(format!("background:{}", charts::css_color(i))) {} (l) }
+                }
+            }
+        }
+    }
 }
 
 fn slo_table(slos: &[SloResult]) -> Markup {
@@ -237,7 +248,7 @@ pub fn bands(r: &RunReport) -> Vec<Band> {
     out
 }
 
-fn percentile_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError> {
+fn percentile_charts(r: &RunReport) -> Result<Vec<Markup>, ChartError> {
     let mut out = Vec::new();
     for (kind, title) in KINDS {
         let all = summary(&r.latency_us, kind);
@@ -260,7 +271,12 @@ fn percentile_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError>
                 points: p,
             })
             .collect();
-        out.push((kind.to_string(), charts::percentiles(title, &d)?));
+        let svg = charts::percentiles(title, &d)?;
+        out.push(figure(
+            &format!("dist-{kind}"),
+            svg,
+            d.iter().map(|s| s.label.as_str()),
+        ));
     }
     Ok(out)
 }
@@ -276,7 +292,7 @@ fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> 
     }
 }
 
-fn timeline_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError> {
+fn timeline_charts(r: &RunReport) -> Result<Vec<Markup>, ChartError> {
     let b = bands(r);
     let mut connected = vec![line("connected", r, |p| p.connected)];
     let used: Vec<usize> = (0..4)
@@ -300,33 +316,36 @@ fn timeline_charts(r: &RunReport) -> Result<Vec<(String, String)>, ChartError> {
         line("sent", r, |p| p.wakeups_sent),
         line("delivered", r, |p| p.wakeups_delivered),
     ];
-    let d = r.duration_s;
-    Ok(vec![
+    [
         (
-            "connected".into(),
-            charts::timeline("Agents connected, by path", "agents", d, &b, &connected)?,
+            "connected",
+            "Agents connected, by path",
+            "agents",
+            connected,
         ),
         (
-            "events".into(),
-            charts::timeline(
-                "Connects, disconnects and drops per second",
-                "per second",
-                d,
-                &b,
-                &events,
-            )?,
+            "events",
+            "Connects, disconnects and drops per second",
+            "per second",
+            events,
         ),
         (
-            "wakeups".into(),
-            charts::timeline(
-                "Wake-ups sent and delivered per second",
-                "per second",
-                d,
-                &b,
-                &wakeups,
-            )?,
+            "wakeups",
+            "Wake-ups sent and delivered per second",
+            "per second",
+            wakeups,
         ),
-    ])
+    ]
+    .into_iter()
+    .map(|(id, title, y, lines)| {
+        let svg = charts::timeline(title, y, r.duration_s, &b, &lines)?;
+        Ok(figure(
+            &format!("timeline-{id}"),
+            svg,
+            lines.iter().map(|l| l.label.as_str()),
+        ))
+    })
+    .collect()
 }
 
 /// The whole report.html of one run.
@@ -404,10 +423,10 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
         h2 id="distributions" { "Latency percentile distributions" }
         p.meta { "x: percentile on a log \"nines\" scale (90 %, 99 %, 99.9 % … equally spaced); y: latency, log scale. Each line ends at its maximum."
             @if r.groups.len() > 1 { " One line per group, and all agents together." } }
-        @for (kind, svg) in dists { (figure(svg, &format!("dist-{kind}"))) }
+        @for f in dists { (f) }
         h2 id="timeline" { "Timeline" }
         p.meta { "Amber: fault rules switched on; red: the service down. Per-second counts, at the end of each second." }
-        @for (id, svg) in timelines { (figure(svg, &format!("timeline-{id}"))) }
+        @for f in timelines { (f) }
         @if r.groups.len() > 1 {
             h2 id="groups" { "Groups" }
             table {

@@ -231,7 +231,7 @@ fn the_run_page_has_the_verdict_first_every_chart_and_escapes_user_text() {
         assert_eq!(fig.len(), 1, "dist-{kind}");
     }
     assert!(select(&doc, "figure#dist-checkin").is_empty());
-    let wakeup = text(&select(&doc, "figure#dist-wakeup svg")[0]);
+    let wakeup = text(&select(&doc, "figure#dist-wakeup")[0]);
     assert!(
         wakeup.contains("all · n 1,500")
             && wakeup.contains("a · n 1,000")
@@ -250,7 +250,7 @@ fn the_run_page_has_the_verdict_first_every_chart_and_escapes_user_text() {
             "timeline-{id}: {t}"
         );
     }
-    let connected = text(&select(&doc, "figure#timeline-connected svg")[0]);
+    let connected = text(&select(&doc, "figure#timeline-connected")[0]);
     assert!(connected.contains("direct_primary") && connected.contains("direct_fallback"));
 
     // Tables: recovery, faults, processes, the run.
@@ -313,7 +313,7 @@ fn the_comparison_page_marks_regressions_against_the_first_run() {
         runs.contains("before") && runs.contains("after<1>"),
         "{runs}"
     );
-    let wakeup = text(&select(&doc, "figure#dist-wakeup svg")[0]);
+    let wakeup = text(&select(&doc, "figure#dist-wakeup")[0]);
     assert!(
         wakeup.contains("before · n") && wakeup.contains("after<1> · n"),
         "{wakeup}"
