@@ -1,6 +1,7 @@
 //! Merging the snapshots of several processes into one: histograms are added (never
 //! percentiles averaged), counters and timelines summed, receipts concatenated.
 
+use crate::histo::Histo;
 use crate::recorder::{Counters, Snapshot};
 
 impl Counters {
@@ -19,6 +20,21 @@ impl Counters {
 }
 
 impl Snapshot {
+    /// The latency histograms by their report name (`latency_us.<name>`), time to connected
+    /// per path aside.
+    pub fn histograms(&self) -> [(&'static str, &Histo); 8] {
+        [
+            ("connect", &self.connect),
+            ("first_connect", &self.first_connect),
+            ("wakeup", &self.wakeup),
+            ("wakeup_cold", &self.wakeup_cold),
+            ("detect", &self.detect),
+            ("reconnect", &self.reconnect),
+            ("checkin", &self.checkin),
+            ("wakeup_to_checkin", &self.wakeup_to_checkin),
+        ]
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Snapshot) {
         self.connect.add(&other.connect);

@@ -151,20 +151,11 @@ fn latencies(m: &Snapshot) -> Latencies {
 
 /// The percentile distribution of every histogram with samples, by its `latency_us` name.
 fn distributions(m: &Snapshot) -> Distributions {
-    [
-        ("connect", &m.connect),
-        ("first_connect", &m.first_connect),
-        ("wakeup", &m.wakeup),
-        ("wakeup_cold", &m.wakeup_cold),
-        ("detect", &m.detect),
-        ("reconnect", &m.reconnect),
-        ("checkin", &m.checkin),
-        ("wakeup_to_checkin", &m.wakeup_to_checkin),
-    ]
-    .into_iter()
-    .filter(|(_, h)| !h.is_empty())
-    .map(|(name, h)| (name.to_string(), h.percentiles()))
-    .collect()
+    m.histograms()
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(name, h)| (name.to_string(), h.percentiles()))
+        .collect()
 }
 
 /// Recovery figures of every outage (pure: from merged snapshots and the timeline).

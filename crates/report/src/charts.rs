@@ -141,6 +141,20 @@ fn svg(
     Ok(out)
 }
 
+/// Every chart's frame: its title, margins and label areas.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, (FONT, 18))
+        .margin(12)
+        .margin_right(36)
+        .x_label_area_size(36)
+        .y_label_area_size(70);
+    b
+}
+
 /// HdrHistogram-style percentile distribution: x the percentile on the nines scale, y the
 /// latency on a log scale; one line per series.
 pub fn percentiles(title: &str, series: &[Distribution<'_>]) -> Result<String, ChartError> {
@@ -152,12 +166,7 @@ pub fn percentiles(title: &str, series: &[Distribution<'_>]) -> Result<String, C
     let y_max = all().map(|p| p.1).fold(1.0, f64::max);
     let (lo, hi) = ((y_min / 1.5).max(1.0), y_max * 1.5);
     svg(title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .margin_right(36)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
+        let mut chart = builder(root, title)
             .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
             .map_err(|x| x.to_string())?;
         chart
@@ -199,12 +208,7 @@ pub fn timeline(
         .fold(1.0, f64::max)
         * 1.1;
     svg(title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .margin_right(36)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
+        let mut chart = builder(root, title)
             .build_cartesian_2d(0f64..x_max, 0f64..y_max)
             .map_err(|x| x.to_string())?;
         chart

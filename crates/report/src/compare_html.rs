@@ -3,9 +3,9 @@
 
 use maud::{html, Markup};
 
-use crate::charts::{self, ChartError, Distribution, Line};
+use crate::charts::{self, ChartError, Line};
 use crate::compare::{change, delta, fmt, regressions, rows, Change};
-use crate::html::{document, figure, legend, points, summary, KINDS};
+use crate::html::{distribution_figure, document, figure, legend, points, summary, KINDS};
 use crate::model::RunReport;
 
 fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<Markup>, ChartError> {
@@ -21,19 +21,7 @@ fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<Markup>, ChartError> {
         if series.is_empty() {
             continue;
         }
-        let d: Vec<Distribution<'_>> = series
-            .iter()
-            .map(|(label, p)| Distribution {
-                label: label.clone(),
-                points: p,
-            })
-            .collect();
-        let svg = charts::percentiles(title, &d)?;
-        out.push(figure(
-            &format!("dist-{kind}"),
-            svg,
-            d.iter().map(|s| s.label.as_str()),
-        ));
+        out.push(distribution_figure(kind, title, &series)?);
     }
     let connected: Vec<Line> = runs
         .iter()

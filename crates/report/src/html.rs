@@ -226,16 +226,26 @@ fn window(f: &FaultReport) -> String {
     }
 }
 
+/// A rule on from the start to the end: the setting of the run, not a window in it.
+fn always_on(f: &FaultReport) -> bool {
+    f.at_s == 0.0 && f.until_s.is_none()
+}
+
+fn rule_label(f: &FaultReport) -> String {
+    format!("{} ({} on {})", f.name, f.kind, f.target)
+}
+
 /// The shaded windows: every fault rule's and every service outage's.
 pub fn bands(r: &RunReport) -> Vec<Band> {
     let end = r.duration_s;
     let mut out: Vec<Band> = r
         .faults
         .iter()
+        .filter(|f| !always_on(f))
         .map(|f| Band {
             from_s: f.at_s,
             until_s: f.until_s.unwrap_or(end),
-            label: format!("{} ({} on {})", f.name, f.kind, f.target),
+            label: rule_label(f),
             outage: false,
         })
         .collect();
@@ -264,21 +274,30 @@ fn percentile_charts(r: &RunReport) -> Result<Vec<Markup>, ChartError> {
                 }
             }
         }
-        let d: Vec<Distribution<'_>> = series
-            .iter()
-            .map(|(label, p)| Distribution {
-                label: label.clone(),
-                points: p,
-            })
-            .collect();
-        let svg = charts::percentiles(title, &d)?;
-        out.push(figure(
-            &format!("dist-{kind}"),
-            svg,
-            d.iter().map(|s| s.label.as_str()),
-        ));
+        out.push(distribution_figure(kind, title, &series)?);
     }
     Ok(out)
+}
+
+/// The percentile chart of histogram `kind` with one line per `(label, points)`, and its legend.
+pub fn distribution_figure(
+    kind: &str,
+    title: &str,
+    series: &[(String, Vec<(f64, u64)>)],
+) -> Result<Markup, ChartError> {
+    let d: Vec<Distribution<'_>> = series
+        .iter()
+        .map(|(label, p)| Distribution {
+            label: label.clone(),
+            points: p,
+        })
+        .collect();
+    let svg = charts::percentiles(title, &d)?;
+    Ok(figure(
+        &format!("dist-{kind}"),
+        svg,
+        d.iter().map(|s| s.label.as_str()),
+    ))
 }
 
 fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> u64) -> Line {
@@ -368,10 +387,11 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
                 " · " (r.scenario.origin)
             }
         }
-        section id="first-screen" class="grid" {
+        section id="first-screen" {
+          h3 { "SLOs" }
+          (slo_table(&r.slos))
+          div.grid {
             div {
-                h3 { "SLOs" }
-                (slo_table(&r.slos))
                 h3 { "Agents" }
                 div.cards {
                     (card("configured", a.configured, false))
@@ -419,13 +439,16 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
                         (if r.latency_us.detect.count > 0 { fmt_us(r.latency_us.detect.p99) } else { "-".into() }) "." }
                 }
             }
+          }
         }
         h2 id="distributions" { "Latency percentile distributions" }
         p.meta { "x: percentile on a log \"nines\" scale (90 %, 99 %, 99.9 % … equally spaced); y: latency, log scale. Each line ends at its maximum."
             @if r.groups.len() > 1 { " One line per group, and all agents together." } }
         @for f in dists { (f) }
         h2 id="timeline" { "Timeline" }
-        p.meta { "Amber: fault rules switched on; red: the service down. Per-second counts, at the end of each second." }
+        p.meta { "Amber: fault rules switched on; red: the service down. Per-second counts, at the end of each second."
+            @let always: Vec<String> = r.faults.iter().filter(|f| always_on(f)).map(rule_label).collect();
+            @if !always.is_empty() { " On for the whole run (not shaded): " (always.join(", ")) "." } }
         @for f in timelines { (f) }
         @if r.groups.len() > 1 {
             h2 id="groups" { "Groups" }

@@ -435,15 +435,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         &opts.dir.join("histograms.hlog"),
         started_at,
         Duration::from_nanos(timeline_ns),
-        &[
-            ("connect", &all.connect),
-            ("wakeup", &all.wakeup),
-            ("wakeup_cold", &all.wakeup_cold),
-            ("detect", &all.detect),
-            ("reconnect", &all.reconnect),
-            ("checkin", &all.checkin),
-            ("wakeup_to_checkin", &all.wakeup_to_checkin),
-        ],
+        &all.histograms(),
     )
     .map_err(env)?;
     Ok(Outcome {
