@@ -4,9 +4,8 @@
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Color, Table};
 
-use crate::html::{summary, KINDS};
-use crate::model::{AgentCounts, Latencies, RunReport};
-use crate::render::fmt_us;
+use crate::model::{AgentCounts, Latencies, RunReport, LATENCY_KINDS};
+use crate::render::{fmt_count, fmt_us};
 
 /// Which way is better for a figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +85,7 @@ pub fn change(
 /// A value as its unit writes it.
 pub fn fmt(unit: Unit, v: f64) -> String {
     match unit {
-        Unit::Count => crate::html::n(v.round().max(0.0) as u64),
+        Unit::Count => fmt_count(v.round().max(0.0) as u64),
         Unit::Us => fmt_us(v.round().max(0.0) as u64),
         Unit::Secs => format!("{v:.2}s"),
         Unit::Kib => format!("{:.1} MiB", v / 1024.0),
@@ -165,8 +164,8 @@ impl Figures {
     }
 
     fn latencies(&mut self, p: &str, l: &Latencies) {
-        for (kind, _) in KINDS {
-            let s = summary(l, kind);
+        for (kind, _) in LATENCY_KINDS {
+            let s = l.get(kind);
             let has = |v: u64| (s.count > 0).then_some(v as f64);
             self.push(
                 format!("{p}latency_us.{kind}.count"),

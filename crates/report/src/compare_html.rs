@@ -5,16 +5,17 @@ use maud::{html, Markup};
 
 use crate::charts::{self, ChartError, Line};
 use crate::compare::{change, delta, fmt, regressions, rows, Change};
-use crate::html::{distribution_figure, document, figure, legend, points, summary, KINDS};
-use crate::model::RunReport;
+use crate::html::{distribution_figure, document, figure, legend, points};
+use crate::model::{RunReport, LATENCY_KINDS};
+use crate::render::fmt_count;
 
 fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<Markup>, ChartError> {
     let mut out = Vec::new();
-    for (kind, title) in KINDS {
+    for (kind, title) in LATENCY_KINDS {
         let series: Vec<(String, Vec<(f64, u64)>)> = runs
             .iter()
             .filter_map(|(label, r)| {
-                let s = summary(&r.latency_us, kind);
+                let s = r.latency_us.get(kind);
                 (s.count > 0).then(|| (legend(label, &s), points(r.distributions.get(kind), &s)))
             })
             .collect();
@@ -72,7 +73,7 @@ pub fn page(runs: &[(String, &RunReport)], threshold_pct: f64) -> Result<String,
                     td.l { (r.scenario.name) " — " (r.scenario.origin) }
                     td.l { (r.started_at) }
                     td { (r.seed) }
-                    td { (crate::html::n(r.agents.configured)) }
+                    td { (fmt_count(r.agents.configured)) }
                     td { (format!("{:.1} s", r.duration_s)) }
                     td { (if r.passed() { "pass" } else { "FAIL" }) }
                     td { (r.pushsim_version) }

@@ -5,58 +5,9 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::charts::{self, Band, ChartError, Distribution, Line};
-use crate::model::{FaultReport, Latencies, RunReport, SloResult};
-use crate::render::fmt_us;
+use crate::model::{FaultReport, Latencies, RunReport, SloResult, LATENCY_KINDS};
+use crate::render::{fmt_count as n, fmt_us};
 use pushsim_metrics::Summary;
-
-/// The latency histograms in the order the page shows them: report name and title.
-pub const KINDS: [(&str, &str); 8] = [
-    (
-        "wakeup",
-        "Wake-up latency, warm (every wake-up after an agent's first)",
-    ),
-    ("wakeup_cold", "Wake-up latency, cold (each agent's first)"),
-    ("connect", "Connect (TCP + TLS + CONNACK)"),
-    (
-        "first_connect",
-        "Time to connected (first attempt → first CONNACK, fallback included)",
-    ),
-    ("detect", "Detection (path died → agent noticed)"),
-    ("reconnect", "Reconnect (connection lost → connected again)"),
-    ("checkin", "Check-in round trip"),
-    (
-        "wakeup_to_checkin",
-        "Wake-up → check-in (intended send → the answering check-in)",
-    ),
-];
-
-/// The summary of histogram `kind` in `l`.
-pub fn summary(l: &Latencies, kind: &str) -> Summary {
-    match kind {
-        "wakeup" => l.wakeup,
-        "wakeup_cold" => l.wakeup_cold,
-        "connect" => l.connect,
-        "first_connect" => l.first_connect,
-        "detect" => l.detect,
-        "reconnect" => l.reconnect,
-        "checkin" => l.checkin,
-        "wakeup_to_checkin" => l.wakeup_to_checkin,
-        _ => Summary::default(),
-    }
-}
-
-/// A count with thousands separators: `12,345`.
-pub fn n(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// A distribution's points: the report's, or for a report.json written before distributions
 /// were kept, the summary's six percentiles.
@@ -185,8 +136,8 @@ pub fn latency_table(l: &Latencies, id: &str) -> Markup {
     html! {
         table id=(id) {
             tr { th { "latency" } th { "count" } th { "min" } th { "p50" } th { "p90" } th { "p99" } th { "p99.9" } th { "max" } }
-            @for (kind, title) in KINDS {
-                @let s = summary(l, kind);
+            @for (kind, title) in LATENCY_KINDS {
+                @let s = l.get(kind);
                 @if s.count > 0 {
                     tr {
                         td.l title=(title) { (kind) }
@@ -260,15 +211,15 @@ pub fn bands(r: &RunReport) -> Vec<Band> {
 
 fn percentile_charts(r: &RunReport) -> Result<Vec<Markup>, ChartError> {
     let mut out = Vec::new();
-    for (kind, title) in KINDS {
-        let all = summary(&r.latency_us, kind);
+    for (kind, title) in LATENCY_KINDS {
+        let all = r.latency_us.get(kind);
         if all.count == 0 {
             continue;
         }
         let mut series = vec![(legend("all", &all), points(r.distributions.get(kind), &all))];
         if r.groups.len() > 1 {
             for (g, gr) in &r.groups {
-                let s = summary(&gr.latency_us, kind);
+                let s = gr.latency_us.get(kind);
                 if s.count > 0 {
                     series.push((legend(g, &s), points(gr.distributions.get(kind), &s)));
                 }
@@ -574,14 +525,6 @@ fn join(it: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands() {
-        assert_eq!(n(0), "0");
-        assert_eq!(n(999), "999");
-        assert_eq!(n(1000), "1,000");
-        assert_eq!(n(1234567), "1,234,567");
-    }
 
     #[test]
     fn summary_points_stand_in_for_a_missing_distribution() {

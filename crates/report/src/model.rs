@@ -345,6 +345,44 @@ pub struct Latencies {
     pub wakeup_to_checkin: Summary,
 }
 
+/// The latency histograms in the order reports show them: `latency_us` name and title.
+pub const LATENCY_KINDS: [(&str, &str); 8] = [
+    (
+        "wakeup",
+        "Wake-up latency, warm (every wake-up after an agent's first)",
+    ),
+    ("wakeup_cold", "Wake-up latency, cold (each agent's first)"),
+    ("connect", "Connect (TCP + TLS + CONNACK)"),
+    (
+        "first_connect",
+        "Time to connected (first attempt → first CONNACK, fallback included)",
+    ),
+    ("detect", "Detection (path died → agent noticed)"),
+    ("reconnect", "Reconnect (connection lost → connected again)"),
+    ("checkin", "Check-in round trip"),
+    (
+        "wakeup_to_checkin",
+        "Wake-up → check-in (intended send → the answering check-in)",
+    ),
+];
+
+impl Latencies {
+    /// The summary of histogram `kind` (a [`LATENCY_KINDS`] name); empty for another name.
+    pub fn get(&self, kind: &str) -> Summary {
+        match kind {
+            "wakeup" => self.wakeup,
+            "wakeup_cold" => self.wakeup_cold,
+            "connect" => self.connect,
+            "first_connect" => self.first_connect,
+            "detect" => self.detect,
+            "reconnect" => self.reconnect,
+            "checkin" => self.checkin,
+            "wakeup_to_checkin" => self.wakeup_to_checkin,
+            _ => Summary::default(),
+        }
+    }
+}
+
 /// One SLO verdict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SloResult {

@@ -95,6 +95,19 @@ pub fn write_hlog(
     std::io::Write::flush(&mut out).map_err(io(path))
 }
 
+/// A count with thousands separators: `12,345`.
+pub fn fmt_count(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// µs as a short human figure: `850µs`, `12.3ms`, `4.21s`.
 pub fn fmt_us(us: u64) -> String {
     match us {
@@ -440,6 +453,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("FAIL SLO wakeups.lost == 0  (value 1)"), "{t}");
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(fmt_count(0), "0");
+        assert_eq!(fmt_count(999), "999");
+        assert_eq!(fmt_count(1000), "1,000");
+        assert_eq!(fmt_count(1234567), "1,234,567");
     }
 
     #[test]
