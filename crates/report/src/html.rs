@@ -26,7 +26,7 @@ pub fn points(dist: Option<&Vec<(f64, u64)>>, s: &Summary) -> Vec<(f64, u64)> {
     }
 }
 
-/// A legend entry: name, count, p99 and max.
+/// A legend entry: name, count, p50, p99 and max.
 pub fn legend(name: &str, s: &Summary) -> String {
     format!(
         "{name} · n {} · p50 {} · p99 {} · max {}",
