@@ -1,4 +1,5 @@
-//! report.html in a real browser. Headless Chromium (Debian's `chromium`) opens the page of a
+//! report.html in a real browser, and `pushsim report render` refusing a report.json it cannot
+//! read. Headless Chromium (Debian's `chromium`) opens the page of a
 //! real run (two groups, a fault rule, an outage), its re-render and a comparison. Any console
 //! message fails: the pages have no script, and their Content-Security-Policy turns any load
 //! (a file, the network) into a console error. Screenshots are written to

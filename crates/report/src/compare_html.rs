@@ -5,7 +5,7 @@ use maud::{html, Markup};
 
 use crate::charts::{self, ChartError, Line};
 use crate::compare::{change, delta, fmt, regressions, rows, Change};
-use crate::html::{distribution_figure, document, figure, legend, points};
+use crate::html::{distribution_figure, document, figure, legend, line, points};
 use crate::model::{RunReport, LATENCY_KINDS};
 use crate::render::fmt_count;
 
@@ -26,14 +26,7 @@ fn overlays(runs: &[(String, &RunReport)]) -> Result<Vec<Markup>, ChartError> {
     }
     let connected: Vec<Line> = runs
         .iter()
-        .map(|(label, r)| Line {
-            label: label.clone(),
-            points: r
-                .timeline
-                .iter()
-                .map(|p| (p.t_s as f64 + 1.0, p.connected as f64))
-                .collect(),
-        })
+        .map(|(label, r)| line(label, r, |p| p.connected))
         .collect();
     let longest = runs.iter().map(|(_, r)| r.duration_s).fold(1.0, f64::max);
     let svg = charts::timeline("Agents connected", "agents", longest, &[], &connected)?;

@@ -7,6 +7,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use crate::charts::{self, Band, ChartError, Distribution, Line};
 use crate::model::{FaultReport, Latencies, RunReport, SloResult, LATENCY_KINDS};
 use crate::render::{fmt_count as n, fmt_us};
+use pushsim_metrics::recorder::{PATHS, PATH_NAMES};
 use pushsim_metrics::Summary;
 
 /// A distribution's points: the report's, or for a report.json written before distributions
@@ -119,9 +120,11 @@ fn slo_table(slos: &[SloResult]) -> Markup {
     }
 }
 
+/// An SLO's value: an integer with thousands separators (its sign kept), else three decimals.
 fn fmt_value(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        n(v.abs() as u64).to_string()
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", n(v.abs() as u64))
     } else {
         format!("{v:.3}")
     }
@@ -251,7 +254,8 @@ pub fn distribution_figure(
     ))
 }
 
-fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> u64) -> Line {
+/// A timeline line: `f` of each second, drawn at the second's end.
+pub fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> u64) -> Line {
     Line {
         label: label.to_string(),
         points: r
@@ -265,13 +269,12 @@ fn line(label: &str, r: &RunReport, f: impl Fn(&crate::model::TimelinePoint) -> 
 fn timeline_charts(r: &RunReport) -> Result<Vec<Markup>, ChartError> {
     let b = bands(r);
     let mut connected = vec![line("connected", r, |p| p.connected)];
-    let used: Vec<usize> = (0..4)
+    let used: Vec<usize> = (0..PATHS)
         .filter(|&k| r.timeline.iter().any(|p| p.paths.each()[k].1 > 0))
         .collect();
     if used.len() > 1 {
         for k in used {
-            let name = crate::model::Paths::default().each()[k].0;
-            connected.push(line(name, r, |p| p.paths.each()[k].1));
+            connected.push(line(PATH_NAMES[k], r, |p| p.paths.each()[k].1));
         }
     }
     let mut events = vec![
@@ -525,6 +528,13 @@ fn join(it: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slo_values_keep_their_sign() {
+        assert_eq!(fmt_value(-3.0), "-3");
+        assert_eq!(fmt_value(1234.0), "1,234");
+        assert_eq!(fmt_value(0.5), "0.500");
+    }
 
     #[test]
     fn summary_points_stand_in_for_a_missing_distribution() {

@@ -40,16 +40,16 @@ pub enum ReportError {
     #[error("cannot serialise the report: {0}")]
     Json(#[from] serde_json::Error),
     /// A report.json of another layout.
-    #[error("{path}: schema_version {found}, but this pushsim ({ours}) reads schema_version {expected}; use the pushsim that wrote it ({writer})")]
+    #[error(
+        "{path}: schema_version {found}, but this pushsim ({}) reads schema_version {}; use the pushsim that wrote it ({writer})",
+        env!("CARGO_PKG_VERSION"),
+        SCHEMA_VERSION
+    )]
     Schema {
         /// The file.
         path: String,
         /// Its schema_version (or what stood there).
         found: String,
-        /// This pushsim's version.
-        ours: String,
-        /// The version it reads.
-        expected: u32,
         /// The pushsim version that wrote the file.
         writer: String,
     },

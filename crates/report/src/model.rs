@@ -208,13 +208,14 @@ impl Paths {
         self.direct_fallback += o.direct_fallback;
     }
 
-    /// The four paths as `(name, agents)`.
-    pub fn each(&self) -> [(&'static str, u64); 4] {
+    /// The four paths as `(name, agents)`, in `PATH_NAMES` order.
+    pub fn each(&self) -> [(&'static str, u64); pushsim_metrics::recorder::PATHS] {
+        let [dp, df, pp, pf] = pushsim_metrics::recorder::PATH_NAMES;
         [
-            ("direct_primary", self.direct_primary),
-            ("direct_fallback", self.direct_fallback),
-            ("proxy_primary", self.proxy_primary),
-            ("proxy_fallback", self.proxy_fallback),
+            (dp, self.direct_primary),
+            (df, self.direct_fallback),
+            (pp, self.proxy_primary),
+            (pf, self.proxy_fallback),
         ]
     }
 

@@ -54,8 +54,6 @@ pub fn read_json(path: &Path) -> Result<RunReport, ReportError> {
         return Err(ReportError::Schema {
             path: name,
             found: found.map_or_else(|| "missing".into(), |v| v.to_string()),
-            ours: env!("CARGO_PKG_VERSION").into(),
-            expected: SCHEMA_VERSION,
             writer: value
                 .get("pushsim_version")
                 .and_then(serde_json::Value::as_str)
