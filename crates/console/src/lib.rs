@@ -6,10 +6,12 @@
 //! - [`schedule`]: the plan of wake-ups (broadcast rounds, Poisson stream), pure and seeded.
 //! - [`publisher`]: the MQTT connection and the loop that sends the plan on time, recording every
 //!   wake-up in the ledger before it is published.
+//! - [`timer`]: deadlines with microsecond precision (timerfd), so wake-ups leave on time.
 
 pub mod checkins;
 pub mod publisher;
 pub mod schedule;
+pub mod timer;
 
 pub use publisher::{Console, ConsoleError};
 pub use schedule::{Planned, Schedule};

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkins::Board;
 use crate::schedule::Schedule;
+use crate::timer::Deadline;
 
 /// Why the console could not work.
 #[derive(Debug, thiserror::Error)]
@@ -103,12 +104,29 @@ impl Console {
         mut stop: watch::Receiver<bool>,
     ) -> u64 {
         let mut sent = 0;
+        let mut timer = match Deadline::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "no timerfd: wake-ups leave on tokio's millisecond timer");
+                None
+            }
+        };
         for p in &schedule.items {
             let intended_ns = t0_ns + p.offset_ns;
             let now = mono_ns();
             if intended_ns > now {
+                let wait = async {
+                    let on_time = match timer.as_mut() {
+                        Some(t) => t.until(intended_ns).await.is_ok(),
+                        None => false,
+                    };
+                    if !on_time {
+                        let left = intended_ns.saturating_sub(mono_ns());
+                        tokio::time::sleep(Duration::from_nanos(left)).await;
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_nanos(intended_ns - now)) => {}
+                    _ = wait => {}
                     _ = stopped(&mut stop) => return sent,
                 }
             } else if *stop.borrow() {

@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`ca`]: CA generation, loading from PEM, issuing server and client certificates.
 //! - [`files`]: writing the CA and identities into the run folder (keys 0600) and reading them.
+//! - [`external`]: the client configuration for an external broker, from the user's PEM files.
 //! - [`tls`]: rustls `ServerConfig` (client certificates required) and `ClientConfig` builders.
 
 pub mod ca;
+pub mod external;
 pub mod files;
 pub mod tls;
 

@@ -8,7 +8,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::ca::Identity;
 use crate::PkiError;
@@ -55,28 +55,48 @@ pub struct ClientTls {
 impl ClientTls {
     /// Clients that trust `ca`.
     pub fn new(ca: &CertificateDer<'static>) -> Result<Self, PkiError> {
+        Self::with_roots(vec![ca.clone()])
+    }
+
+    /// Clients that trust every certificate in `cas`.
+    pub fn with_roots(cas: Vec<CertificateDer<'static>>) -> Result<Self, PkiError> {
         let provider = provider();
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca)?, provider.clone())
-            .build()
-            .map_err(|e| PkiError::Pem {
-                path: "CA".into(),
-                why: e.to_string(),
-            })?;
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            roots.add(ca)?;
+        }
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| PkiError::Pem {
+                    path: "CA".into(),
+                    why: e.to_string(),
+                })?;
         Ok(Self { provider, verifier })
     }
 
     /// A configuration presenting `id` as client certificate. Build it once per identity and
     /// reuse the `Arc` for every connect.
     pub fn config(&self, id: &Identity) -> Result<Arc<ClientConfig>, PkiError> {
+        self.config_with(vec![id.cert.clone()], id.key_der())
+    }
+
+    /// A configuration presenting `chain` (leaf first) with `key`.
+    pub fn config_with(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<ClientConfig>, PkiError> {
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)?
             .with_webpki_verifier(self.verifier.clone())
-            .with_client_auth_cert(vec![id.cert.clone()], id.key_der())?;
+            .with_client_auth_cert(chain, key)?;
         cfg.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(cfg))
     }
 
-    /// A configuration with no client certificate (for tests of refusal).
+    /// A configuration with no client certificate (tests of refusal; external brokers that
+    /// take none).
     pub fn config_without_cert(&self) -> Result<Arc<ClientConfig>, PkiError> {
         let cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)?

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use pushsim_scenario::Dur;
+use pushsim_scenario::{Broker, Dur};
 
 /// Simulates a push-notification service (MQTT over TLS) with thousands of management agents
 /// on one machine, and measures wake-up latency, connects and losses.
@@ -51,6 +51,19 @@ pub struct ScenarioArgs {
     /// Site processes for the agents (default: as the open-files limit requires).
     #[arg(long)]
     pub sites: Option<u32>,
+    /// The broker (overrides `service.broker`): `rumqttd` (behind pushsim's TLS edge),
+    /// `mosquitto` (started and configured by pushsim) or `mqtts://host:port` (external).
+    #[arg(long, value_name = "BROKER", value_parser = parse_broker)]
+    pub broker: Option<Broker>,
+    /// External broker: CA certificate (PEM) its certificate is checked against.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// External broker: client certificate (PEM) the agents and the console present.
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// External broker: the client certificate's key (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
     /// Serve Toxiproxy's API for the run's middlebox on this address (e.g. 127.0.0.1:8474):
     /// proxies `primary` and `fallback`, toxics applied to open and new connections.
     #[arg(long, value_name = "ADDR")]
@@ -106,4 +119,8 @@ fn percent(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s}: the threshold must be 0 % or more"))
     }
+}
+
+fn parse_broker(s: &str) -> Result<Broker, String> {
+    Broker::try_from(s.to_string())
 }

@@ -73,6 +73,18 @@ fn variants(args: &ScenarioArgs) -> Result<(Vec<Variant>, String, Option<String>
         if let Some(d) = args.duration {
             sc.duration = d;
         }
+        if let Some(b) = &args.broker {
+            sc.service.broker = b.clone();
+        }
+        for (from, to) in [
+            (&args.ca, &mut sc.service.ca),
+            (&args.cert, &mut sc.service.cert),
+            (&args.key, &mut sc.service.key),
+        ] {
+            if from.is_some() {
+                to.clone_from(from);
+            }
+        }
         let origin = match &v.label {
             Some(l) => format!("{} ({} = {l})", src.origin, key.as_deref().unwrap_or("")),
             None => src.origin.clone(),

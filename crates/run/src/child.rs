@@ -165,12 +165,17 @@ async fn run_edge(spec: EdgeSpec) -> Result<(), String> {
 }
 
 async fn run_site(spec: SiteSpec) -> Result<(), String> {
-    let ca = Arc::new(files::read_ca(&spec.pki).map_err(|e| e.to_string())?);
-    let tls = ClientTls::new(ca.cert()).map_err(|e| e.to_string())?;
     let indices: Vec<u32> = spec.agents.iter().map(|(i, _)| *i).collect();
-    let configs = identity::issue(ca, tls, &indices)
-        .await
-        .map_err(|e| e.to_string())?;
+    let configs = match &spec.external_tls {
+        Some(x) => vec![x.client_config()?; indices.len()],
+        None => {
+            let ca = Arc::new(files::read_ca(&spec.pki).map_err(|e| e.to_string())?);
+            let tls = ClientTls::new(ca.cert()).map_err(|e| e.to_string())?;
+            identity::issue(ca, tls, &indices)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
     emit(&FromChild::Ready(Ready::Site));
     let mut cmds = commands();
     let t0_ns = match next(&mut cmds).await {

@@ -1,5 +1,7 @@
 //! Child processes, parent side: spawn the same binary as `__child`, write its spec, forward its
-//! lines to the orchestrator as events, stop it with a bound.
+//! lines to the orchestrator as events, stop it with a bound. A program that is not pushsim
+//! (mosquitto) is a child too: no spec and no lines, but the same exit event, statistics and
+//! bounded stop (SIGTERM instead of closing stdin).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -27,6 +29,8 @@ pub struct Child {
     proc: tokio::process::Child,
     stdin: Option<ChildStdin>,
     pid: u32,
+    /// Speaks the JSON-lines protocol (a pushsim child), or is another program.
+    pushsim: bool,
 }
 
 fn env_err(role: &str, what: impl std::fmt::Display) -> RunError {
@@ -42,31 +46,64 @@ impl Child {
         spec: &Spec,
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Child, RunError> {
-        let mut proc = Command::new(exe)
-            .arg("__child")
-            .arg(&role)
-            .stdin(Stdio::piped())
+        let mut cmd = Command::new(exe);
+        cmd.arg("__child").arg(&role).stderr(Stdio::inherit());
+        let mut child = Self::launch(cmd, role, id, events, true)?;
+        child
+            .write(&serde_json::to_string(spec).map_err(|e| env_err(&child.role, e))?)
+            .await?;
+        Ok(child)
+    }
+
+    /// Starts another program (`cmd`, its stderr already set) as a child: `(id, None)` goes to
+    /// `events` when it exits.
+    pub fn spawn_program(
+        cmd: Command,
+        role: String,
+        id: usize,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Child, RunError> {
+        Self::launch(cmd, role, id, events, false)
+    }
+
+    fn launch(
+        mut cmd: Command,
+        role: String,
+        id: usize,
+        events: mpsc::UnboundedSender<Event>,
+        pushsim: bool,
+    ) -> Result<Child, RunError> {
+        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let mut proc = cmd
+            .stdin(if pushsim {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             // Its own process group: a terminal's Ctrl-C reaches only the orchestrator, which
             // stops the children itself and still collects their measurements.
             .process_group(0)
             .spawn()
-            .map_err(|e| env_err(&role, format!("cannot start {}: {e}", exe.display())))?;
+            .map_err(|e| env_err(&role, format!("cannot start {program}: {e}")))?;
         let pid = proc.id().unwrap_or(0);
         let stdout = proc
             .stdout
             .take()
             .ok_or_else(|| env_err(&role, "no stdout pipe"))?;
-        let stdin = proc
-            .stdin
-            .take()
-            .ok_or_else(|| env_err(&role, "no stdin pipe"))?;
+        let stdin = proc.stdin.take();
+        if pushsim && stdin.is_none() {
+            return Err(env_err(&role, "no stdin pipe"));
+        }
         let reader_role = role.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if !pushsim {
+                    tracing::debug!(role = %reader_role, "{line}");
+                    continue;
+                }
                 match serde_json::from_str::<FromChild>(&line) {
                     Ok(msg) => {
                         if events.send((id, Some(msg))).is_err() {
@@ -80,18 +117,15 @@ impl Child {
             }
             let _ = events.send((id, None));
         });
-        let mut child = Child {
+        Ok(Child {
             role,
             agents: 0,
             setup_cpu_s: 0.0,
             proc,
-            stdin: Some(stdin),
+            stdin,
             pid,
-        };
-        child
-            .write(&serde_json::to_string(spec).map_err(|e| env_err(&child.role, e))?)
-            .await?;
-        Ok(child)
+            pushsim,
+        })
     }
 
     async fn write(&mut self, line: &str) -> Result<(), RunError> {
@@ -146,9 +180,15 @@ impl Child {
         let _ = self.proc.kill().await;
     }
 
-    /// Closes its stdin (the child stops), waits up to `bound`, then kills it.
+    /// Closes its stdin (a pushsim child stops) or sends SIGTERM (another program), waits up to
+    /// `bound`, then kills it.
     pub async fn finish(mut self, bound: Duration) {
         self.stdin = None;
+        if !self.pushsim {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::Term);
+            }
+        }
         if tokio::time::timeout(bound, self.proc.wait()).await.is_err() {
             let _ = self.proc.kill().await;
         }

@@ -4,6 +4,7 @@
 //! so no child outlives its orchestrator.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use pushsim_agent::path::PathResult;
 use pushsim_agent::site::GroupResult;
@@ -75,6 +76,41 @@ pub struct SiteSpec {
     /// The HTTP proxy on the agents' path, when there is one.
     #[serde(default)]
     pub proxy: Option<Proxy>,
+    /// An external broker's TLS files: every agent presents the one client certificate there
+    /// (none: each agent gets its own from the run's CA).
+    #[serde(default)]
+    pub external_tls: Option<ExternalTls>,
+}
+
+/// The user's TLS files for an external broker (`--ca`, `--cert`, `--key`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExternalTls {
+    /// CA certificate(s) the broker's certificate is checked against.
+    pub ca: PathBuf,
+    /// Client certificate and key, when the broker wants one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ExternalTls {
+    /// From the scenario's `[service]`, when the broker is external.
+    pub fn of(s: &pushsim_scenario::Service) -> Option<Self> {
+        if s.broker.managed() {
+            return None;
+        }
+        Some(Self {
+            ca: s.ca.clone()?,
+            identity: s.cert.clone().zip(s.key.clone()),
+        })
+    }
+
+    /// The one client configuration every agent (and the console) shares.
+    pub fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        let id = self
+            .identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        pushsim_pki::external::client_config(&self.ca, id).map_err(|e| e.to_string())
+    }
 }
 
 /// Commands after the spec.

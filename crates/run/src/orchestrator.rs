@@ -25,7 +25,7 @@ use pushsim_report::build::{GroupInput, Inputs, OutageEvent};
 use pushsim_report::model::Plan as ReportPlan;
 use pushsim_report::{render, ProcessStats, RunReport};
 use pushsim_scenario::network::Backend;
-use pushsim_scenario::{NetRule, Network, Scenario};
+use pushsim_scenario::{Broker, NetRule, Network, Scenario};
 use tokio::sync::watch;
 
 use crate::external::{switches, External, Switch};
@@ -133,13 +133,20 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     ];
     let server = ca.issue_server(&[SERVER_NAME], &ips).map_err(env)?;
     let pki = files::write(&opts.dir.join("pki"), &ca, &server).map_err(env)?;
-    let console_tls = ClientTls::new(ca.cert())
-        .and_then(|t| t.config(&ca.issue_client("console")?))
-        .map_err(env)?;
+    let console_tls = match crate::ipc::ExternalTls::of(&sc.service) {
+        Some(x) => x.client_config().map_err(env)?,
+        None => ClientTls::new(ca.cert())
+            .and_then(|t| t.config(&ca.issue_client("console")?))
+            .map_err(env)?,
+    };
 
-    let mut run = Running::new(&sc, plan, opts.exe.clone(), pki.clone());
+    let mut run = Running::new(&sc, plan, opts.exe.clone(), opts.dir.clone(), pki.clone());
     opts.observer
-        .phase(Phase::Starting("the service (rumqttd and TLS edge)".into()));
+        .phase(Phase::Starting(match &sc.service.broker {
+            Broker::Rumqttd => "the service (rumqttd and TLS edge)".into(),
+            Broker::Mosquitto => "the service (mosquitto)".into(),
+            b => format!("the external broker {b}"),
+        }));
     let (primary, fallback) = run.start_service(SERVICE_READY).await?;
 
     // The management server: check-ins and the console's MQTT connection.
@@ -164,7 +171,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let agent_ids: Arc<Vec<String>> = Arc::new((0..agents).map(agent_id).collect());
     let console = Console::connect(
         primary,
-        SERVER_NAME,
+        &run.server_name(),
         console_tls,
         agent_ids,
         Duration::from_secs(10),

@@ -14,11 +14,11 @@ use pushsim_metrics::Snapshot;
 use pushsim_pki::files;
 use pushsim_report::build::OutageEvent;
 use pushsim_report::ProcessStats;
-use pushsim_scenario::{Scenario, ServiceAction};
+use pushsim_scenario::{Broker, Scenario, ServiceAction};
 use tokio::sync::{mpsc, watch};
 
 use crate::children::{wait_ready, Child, Event};
-use crate::ipc::{EdgeSpec, FromChild, Ready, SiteSpec, Spec, ToChild};
+use crate::ipc::{EdgeSpec, ExternalTls, FromChild, Ready, SiteSpec, Spec, ToChild};
 use crate::observer::{Observer, Status};
 use crate::plan::Plan;
 use crate::RunError;
@@ -74,7 +74,8 @@ pub(crate) struct Collected {
     pub(crate) tunnels: Vec<(usize, pushsim_netfault::connect::TunnelRecord)>,
 }
 
-/// The service's processes (rumqttd and the edges) and the channels their lines arrive on.
+/// The service's processes (rumqttd and the edges, or mosquitto alone) and the channels their
+/// lines arrive on.
 #[derive(Default)]
 struct ServiceProcs {
     broker: Option<Child>,
@@ -86,6 +87,10 @@ struct ServiceProcs {
 /// The run's children.
 pub(crate) struct Running {
     exe: PathBuf,
+    /// The run folder (mosquitto's configuration and log go there).
+    dir: PathBuf,
+    broker: Broker,
+    external_tls: Option<ExternalTls>,
     plan: Plan,
     agents: u32,
     pki: files::PkiPaths,
@@ -156,9 +161,18 @@ fn add_counts(into: &mut BTreeMap<String, u64>, counts: Option<impl serde::Seria
 }
 
 impl Running {
-    pub(crate) fn new(sc: &Scenario, plan: Plan, exe: PathBuf, pki: files::PkiPaths) -> Self {
+    pub(crate) fn new(
+        sc: &Scenario,
+        plan: Plan,
+        exe: PathBuf,
+        dir: PathBuf,
+        pki: files::PkiPaths,
+    ) -> Self {
         Self {
             exe,
+            dir,
+            broker: sc.service.broker.clone(),
+            external_tls: ExternalTls::of(&sc.service),
             plan,
             agents: sc.agent_count(),
             pki,
@@ -177,12 +191,67 @@ impl Running {
         }
     }
 
-    /// Starts rumqttd and the edges (on the run's primary and fallback ports once they are
-    /// known); returns the edge's addresses.
+    /// The name agents and console check the service certificate against.
+    pub(crate) fn server_name(&self) -> String {
+        match &self.broker {
+            Broker::External(e) => e.host.clone(),
+            _ => SERVER_NAME.into(),
+        }
+    }
+
+    /// Starts the service (the same ports every time); returns its primary and fallback
+    /// addresses. An external broker is only looked up.
     pub(crate) async fn start_service(
         &mut self,
         bound: Duration,
     ) -> Result<(SocketAddr, SocketAddr), RunError> {
+        match self.broker.clone() {
+            Broker::Rumqttd => self.start_rumqttd(bound).await?,
+            Broker::Mosquitto => self.start_mosquitto(bound).await?,
+            Broker::External(e) => {
+                let addr = tokio::net::lookup_host((e.host.as_str(), e.port))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| {
+                        env(format!("broker {}: cannot resolve {}", self.broker, e.host))
+                    })?;
+                (self.primary, self.fallback) = (addr, addr);
+            }
+        }
+        self.service_up = true;
+        Ok((self.primary, self.fallback))
+    }
+
+    /// mosquitto on the run's ports (picked at the first start when the scenario leaves them
+    /// to pushsim).
+    async fn start_mosquitto(&mut self, bound: Duration) -> Result<(), RunError> {
+        if self.primary.port() == 0 || self.fallback.port() == 0 {
+            let free = pushsim_service::ports::free_ports(2).map_err(env)?;
+            if self.primary.port() == 0 {
+                self.primary = free[0];
+            }
+            if self.fallback.port() == 0 {
+                self.fallback = free[1];
+            }
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let child = crate::mosquitto::start(
+            &self.dir,
+            [self.primary, self.fallback],
+            &self.pki,
+            tx,
+            &mut rx,
+            bound,
+        )
+        .await?;
+        self.service.broker = Some(child);
+        self.service.broker_rx = Some(rx);
+        Ok(())
+    }
+
+    /// rumqttd, then the edges (on the run's primary and fallback ports once they are known).
+    async fn start_rumqttd(&mut self, bound: Duration) -> Result<(), RunError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let spec = Spec::Broker {
             listeners: self.plan.broker_listeners,
@@ -217,17 +286,21 @@ impl Running {
             }
         }
         self.service.edge_rx = Some(rx);
-        self.service_up = true;
-        Ok((self.primary, self.fallback))
+        Ok(())
     }
 
-    /// Takes the service down: `kill` SIGKILLs every process; otherwise rumqttd goes first and
-    /// the edges close their TLS sessions cleanly before they exit.
+    /// Takes the service down: `kill` SIGKILLs every process; otherwise rumqttd goes first
+    /// (it cannot stop) and the edges close their TLS sessions cleanly before they exit, or
+    /// mosquitto gets SIGTERM.
     async fn stop_service(&mut self, kill: bool) {
         let mut procs = std::mem::take(&mut self.service);
         if let Some(b) = procs.broker.take() {
             self.retired.push(b.stats());
-            b.kill().await;
+            if kill || self.broker == Broker::Rumqttd {
+                b.kill().await;
+            } else {
+                b.finish(Duration::from_secs(5)).await;
+            }
         }
         for mut e in procs.edges.drain(..) {
             self.retired.push(e.stats());
@@ -263,12 +336,7 @@ impl Running {
         interrupt: &mut watch::Receiver<bool>,
         sent: &dyn Fn() -> u64,
     ) -> Option<Stop> {
-        let action = match at.action {
-            ServiceAction::Kill => "service.kill",
-            ServiceAction::Stop => "service.stop",
-            ServiceAction::Start => "service.start",
-            ServiceAction::Restart => "service.restart",
-        };
+        let action = at.action.name();
         match at.action {
             ServiceAction::Kill | ServiceAction::Stop | ServiceAction::Restart => {
                 // Sites learn the moment first, so they count who was connected and time every
@@ -336,12 +404,13 @@ impl Running {
             let spec = Spec::Site(Box::new(SiteSpec {
                 agents,
                 targets: way.targets,
-                server_name: SERVER_NAME.into(),
+                server_name: self.server_name(),
                 profiles: profiles.clone(),
                 checkin: Some(checkin),
                 seed: sc.seed,
                 ramp_per_sec: sc.agents.ramp.per_sec,
                 pki: self.pki.clone(),
+                external_tls: self.external_tls.clone(),
                 network: way.network.cloned(),
                 group_names: groups.iter().map(|g| g.name.clone()).collect(),
                 proxy: way.proxy.cloned(),
@@ -446,7 +515,7 @@ impl Running {
                 },
                 ev = recv_opt(&mut self.service.broker_rx) => match ev {
                     Some((_, Some(FromChild::Error(e)))) => return Some(Stop::Environment(e)),
-                    Some((_, None)) => return Some(Stop::Environment("rumqttd's process exited during the run".into())),
+                    Some((_, None)) => return Some(Stop::Environment(format!("{}'s process exited during the run", self.broker))),
                     _ => {}
                 },
                 p = recv_api(&mut self.api_rx) => {

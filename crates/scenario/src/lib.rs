@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`model`]: the scenario structs and their defaults.
+//! - [`broker`]: `service.broker`: rumqttd, mosquitto, or an external `mqtts://` broker.
 //! - [`units`]: durations (`"30s"`) and rates (`"500/s"`) as they are written in files.
 //! - [`network`]: the middlebox's fault rules as written (`[network]`).
 //! - [`fault`]: the typed faults, read from those rules.
@@ -18,6 +19,7 @@
 //! - [`load`]: reading a file or a built-in, errors with file:line:col.
 //! - [`builtin`]: the scenarios shipped in `scenarios/`.
 
+pub mod broker;
 pub mod builtin;
 pub mod fault;
 pub mod load;
@@ -32,11 +34,12 @@ pub mod sweep;
 pub mod units;
 pub mod validate;
 
+pub use broker::Broker;
 pub use fault::{Direction, Fault, IdleMode, OverLimit};
 pub use load::{load, parse, ScenarioError};
 pub use model::{
-    Agents, At, Backoff, BackoffPolicy, Broker, Every, Group, PortRole, Profile, ResolvedGroup,
-    Scenario, Service, ServiceAction, Session, Sweep, Wakeups,
+    Agents, At, Backoff, BackoffPolicy, Every, Group, PortRole, Profile, ResolvedGroup, Scenario,
+    Service, ServiceAction, Session, Sweep, Wakeups,
 };
 pub use network::{NetRule, Network};
 pub use proxy::{proxy_url, Proxy, ProxyAddr, ProxyFault, ProxyRule, Route};

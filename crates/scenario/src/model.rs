@@ -2,7 +2,11 @@
 //!
 //! Scalars come before tables so that a resolved scenario serialises back to valid TOML.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+use crate::broker::Broker;
 
 use crate::network::Network;
 use crate::proxy::{Proxy, Route};
@@ -123,21 +127,22 @@ fn default_seed() -> u64 {
     1
 }
 
-/// Which broker the service runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Broker {
-    /// rumqttd behind pushsim's TLS edge.
-    #[default]
-    Rumqttd,
-}
-
 /// The push service: edge (TLS) and broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Service {
-    /// The broker behind the edge.
+    /// The broker: `rumqttd` (behind pushsim's TLS edge), `mosquitto` (managed by pushsim) or
+    /// `mqtts://host:port` (external).
     pub broker: Broker,
+    /// External broker: CA certificate (PEM) its certificate is checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// External broker: client certificate (PEM) every agent and the console present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// External broker: the client certificate's key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
     /// Port of the primary listener (the 8883 role); 0 picks a free one.
     pub primary_port: u16,
     /// Port of the fallback listener (the 443 role); 0 picks a free one.
@@ -159,6 +164,9 @@ impl Default for Service {
     fn default() -> Self {
         Self {
             broker: Broker::Rumqttd,
+            ca: None,
+            cert: None,
+            key: None,
             primary_port: 0,
             fallback_port: 0,
             handshake_timeout: Dur::secs(10),
@@ -369,6 +377,18 @@ pub enum ServiceAction {
     /// Kill, stay down for `down`, start again.
     #[serde(rename = "service.restart")]
     Restart,
+}
+
+impl ServiceAction {
+    /// As written in scenario files: `service.kill`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceAction::Kill => "service.kill",
+            ServiceAction::Stop => "service.stop",
+            ServiceAction::Start => "service.start",
+            ServiceAction::Restart => "service.restart",
+        }
+    }
 }
 
 /// One event of the timeline.

@@ -185,6 +185,56 @@ impl Scenario {
         }
     }
 
+    /// The TLS files go with an external broker only (and its CA is required); events that act
+    /// on the service's process need a process pushsim runs.
+    fn validate_broker(&self, errs: &mut Vec<Invalid>) {
+        let s = &self.service;
+        let files = [("ca", &s.ca), ("cert", &s.cert), ("key", &s.key)];
+        if s.broker.managed() {
+            for (key, v) in files {
+                if let Some(p) = v {
+                    errs.push(invalid(
+                        &format!("service.{key}"),
+                        p.display(),
+                        &format!(
+                            "only goes with an external broker (service.broker = \"mqtts://host:port\"); {} uses the run's own PKI",
+                            s.broker
+                        ),
+                    ));
+                }
+            }
+            return;
+        }
+        if s.ca.is_none() {
+            errs.push(invalid(
+                "service.ca",
+                "(none)",
+                "an external broker needs the CA certificate (PEM) its certificate is checked against (--ca)",
+            ));
+        }
+        if s.cert.is_some() != s.key.is_some() {
+            errs.push(invalid(
+                if s.cert.is_some() {
+                    "service.key"
+                } else {
+                    "service.cert"
+                },
+                "(none)",
+                "service.cert and service.key go together (--cert, --key)",
+            ));
+        }
+        for (i, at) in self.timeline.iter().enumerate() {
+            errs.push(invalid(
+                &format!("at[{i}].do"),
+                at.action.name(),
+                &format!(
+                    "needs the service's process, and pushsim does not run the external broker {}; use service.broker = \"rumqttd\" or \"mosquitto\"",
+                    s.broker
+                ),
+            ));
+        }
+    }
+
     fn validate_timeline(&self, errs: &mut Vec<Invalid>) {
         let mut up = true;
         let mut last = Dur::secs(0);
@@ -217,7 +267,7 @@ impl Scenario {
                 (ServiceAction::Kill | ServiceAction::Stop | ServiceAction::Restart, false) => errs
                     .push(invalid(
                         &format!("{key}.do"),
-                        format!("{:?}", at.action).to_lowercase(),
+                        at.action.name(),
                         "the service is down then; start it first",
                     )),
                 _ => {}
@@ -275,6 +325,7 @@ impl Scenario {
                 "must differ from service.primary_port",
             ));
         }
+        self.validate_broker(&mut errs);
         if s.broker_listeners > 64 {
             errs.push(invalid(
                 "service.broker_listeners",
