@@ -336,7 +336,7 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
                 div.banner id="stopped" { "The run stopped early: " (why) }
             }
             p.meta {
-                "started " (r.started_at) " · " (format!("{:.1}", r.duration_s)) " s · seed " (r.seed)
+                "started " (r.started_at) " · " (format!("{:.1}", r.duration_s)) " s · broker " (r.plan.broker) " · seed " (r.seed)
                 " · " (n(a.configured)) " agents · pushsim " (r.pushsim_version)
                 " · " (r.scenario.origin)
             }

@@ -101,6 +101,9 @@ pub struct ScenarioInfo {
 /// Process layout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The broker: `rumqttd`, `mosquitto` or an external `mqtts://` URL.
+    #[serde(default = "rumqttd")]
+    pub broker: String,
     /// Site processes (agents).
     pub sites: u32,
     /// Edge processes (TLS), sharing the listeners with SO_REUSEPORT.
@@ -109,6 +112,10 @@ pub struct Plan {
     pub broker_listeners: u32,
     /// Open-files limit per process the plan was made for.
     pub nofile_limit: u64,
+}
+
+fn rumqttd() -> String {
+    "rumqttd".into()
 }
 
 /// Agent counts.

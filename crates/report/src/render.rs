@@ -197,9 +197,10 @@ pub fn terminal(r: &RunReport) -> String {
     let a = &r.agents;
     let w = &r.wakeups;
     out.push_str(&format!(
-        "pushsim {} · scenario {} · seed {} · {:.1}s{}\n",
+        "pushsim {} · scenario {} · broker {} · seed {} · {:.1}s{}\n",
         r.pushsim_version,
         r.scenario.name,
+        r.plan.broker,
         r.seed,
         r.duration_s,
         r.stopped_early

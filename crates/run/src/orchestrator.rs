@@ -113,7 +113,11 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         sites: opts.sites,
         listeners,
     };
-    let plan = plan::make(needs, nofile, limits::ephemeral_ports()).map_err(|e| env(e.0))?;
+    let mut plan = plan::make(needs, nofile, limits::ephemeral_ports()).map_err(|e| env(e.0))?;
+    if sc.service.broker != Broker::Rumqttd {
+        // Edges and plain listeners are rumqttd's; mosquitto (one process) terminates TLS itself.
+        (plan.edges, plan.broker_listeners) = (0, 0);
+    }
     std::fs::create_dir_all(&opts.dir)
         .map_err(|e| env(format!("cannot create {}: {e}", opts.dir.display())))?;
     let scenario_file = opts.dir.join("scenario.toml");
@@ -179,10 +183,18 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     .await
     .map_err(env)?;
 
-    opts.observer.phase(Phase::Starting(format!(
-        "{} site process(es), issuing {agents} agent certificates",
-        plan.sites
-    )));
+    opts.observer
+        .phase(Phase::Starting(if sc.service.broker.managed() {
+            format!(
+                "{} site process(es), issuing {agents} agent certificates",
+                plan.sites
+            )
+        } else {
+            format!(
+                "{} site process(es), {agents} agents with the given client certificate",
+                plan.sites
+            )
+        }));
     let (stop_api, api_stop_rx) = watch::channel(false);
     if let Some(addr) = opts.fault_api {
         let l = tokio::net::TcpListener::bind(addr)
@@ -393,6 +405,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             environment.clone()
         },
         plan: ReportPlan {
+            broker: sc.service.broker.name(),
             sites: plan.sites,
             edges: plan.edges,
             broker_listeners: plan.broker_listeners,

@@ -201,3 +201,56 @@ fn count_and_groups_do_not_mix() {
         .to_string();
     assert!(e.contains("agents.count = 5: remove it"), "{e}");
 }
+
+#[test]
+fn broker_is_one_of_three_and_a_url_is_mqtts_host_port() {
+    let with = |b: &str| format!("{OK}[service]\nbroker = \"{b}\"\n");
+    for ok in [
+        "rumqttd",
+        "mosquitto",
+        "mqtts://broker.test:8883",
+        "mqtts://[::1]:1",
+    ] {
+        parse(&with(ok), "b.toml", "b").unwrap();
+    }
+    let e = parse_err(&with("emqx"));
+    assert!(e.starts_with("bad.toml:6:10: broker \"emqx\""), "{e}");
+    assert!(
+        e.contains("\"rumqttd\", \"mosquitto\" or \"mqtts://host:port\""),
+        "{e}"
+    );
+    let e = parse_err(&with("mqtt://localhost:1883"));
+    assert!(e.contains("only TLS brokers"), "{e}");
+    let e = parse_err(&with("mqtts://localhost:8883/topic"));
+    assert!(e.contains("no path"), "{e}");
+    // The URL round-trips (reports and sweeps write the scenario back).
+    let sc = parse(&with("mqtts://[::1]:9"), "b.toml", "b").unwrap();
+    assert!(sc.to_toml().contains("broker = \"mqtts://[::1]:9\""));
+}
+
+#[test]
+fn external_broker_needs_its_ca_and_cannot_be_killed() {
+    let src = format!(
+        "{OK}[service]\nbroker = \"mqtts://127.0.0.1:8883\"\ncert = \"c.pem\"\n\
+         [[at]]\ntime = \"5s\"\ndo = \"service.kill\"\n"
+    );
+    let e = validated(parse(&src, "x.toml", "x").unwrap(), "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("service.ca"), "{e}");
+    assert!(
+        e.contains("service.key") && e.contains("go together"),
+        "{e}"
+    );
+    assert!(e.contains("at[0].do") && e.contains("service.kill"), "{e}");
+    assert!(e.contains("does not run the external broker"), "{e}");
+    // The run's own PKI serves managed brokers: TLS files there are a mistake.
+    let src = format!("{OK}[service]\nbroker = \"mosquitto\"\nca = \"ca.pem\"\n");
+    let e = validated(parse(&src, "m.toml", "m").unwrap(), "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("service.ca") && e.contains("only goes with an external broker"),
+        "{e}"
+    );
+}
