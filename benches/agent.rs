@@ -1,0 +1,84 @@
+//! Memory and CPU per connected idle agent, measured on real processes: the pushsim binary runs
+//! a scenario in which every agent connects over TLS (mTLS, through the site's middlebox with
+//! no rule) and then idles; the site process's peak RSS and CPU come from its report.json.
+//!
+//! `cargo bench --bench agent` holds 10,000 agents for 25 s; with `--quick` (CI's short mode) 1,000 for 10 s.
+//! It prints one line per figure and fails if the run fails or an agent is left unconnected.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn scenario(agents: u32, duration: &str) -> String {
+    format!(
+        r#"description = "bench: {agents} idle TLS agents through the middlebox"
+duration = "{duration}"
+slo = ["agents.connected_end == {agents}"]
+[agents]
+count = {agents}
+ramp = "2000/s"
+keep_alive = "30s"
+endpoints = ["primary"]
+[network]
+middlebox = true
+"#
+    )
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (agents, duration) = if quick {
+        (1_000, "10s")
+    } else {
+        (10_000, "25s")
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-agent");
+    std::fs::create_dir_all(&dir).expect("bench folder");
+    let file = dir.join("idle.toml");
+    std::fs::write(&file, scenario(agents, duration)).expect("scenario file");
+    let out = dir.join("run");
+    let status = Command::new(env!("CARGO_BIN_EXE_pushsim"))
+        .arg("scenario")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pushsim");
+    assert!(status.success(), "pushsim scenario failed: {status}");
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    let r: Value = serde_json::from_str(&text).expect("report.json is JSON");
+    let connected = r["agents"]["connected_end"].as_u64().unwrap_or(0);
+    assert_eq!(connected, u64::from(agents), "agents left unconnected");
+    let connects = r["agents"]["connect_attempts"].as_u64().unwrap_or(0).max(1) as f64;
+    let sites: Vec<&Value> = r["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .filter(|p| p["role"].as_str().is_some_and(|s| s.starts_with("site")))
+        .collect();
+    let rss_kb: f64 = sites.iter().map(|p| num(p, "peak_rss_kb")).sum();
+    let cpu_s: f64 = sites
+        .iter()
+        .map(|p| num(p, "cpu_s") - num(p, "setup_cpu_s"))
+        .sum();
+    let per_agent_kb = rss_kb * 1.024 / f64::from(agents);
+    println!(
+        "agent/idle_{agents}/rss_per_agent      {per_agent_kb:.1} KB (site peak RSS / agents)"
+    );
+    println!(
+        "agent/idle_{agents}/cpu_per_connect    {:.3} ms (site CPU after set-up / connect attempts; {duration} run, keep-alive 30 s)",
+        cpu_s * 1e3 / connects
+    );
+    println!(
+        "agent/idle_{agents}/connect_p50_p99    {:.2} / {:.2} ms",
+        r["latency_us"]["connect"]["p50"].as_f64().unwrap_or(0.0) / 1e3,
+        r["latency_us"]["connect"]["p99"].as_f64().unwrap_or(0.0) / 1e3
+    );
+    println!("report: {}", out.join("report.html").display());
+}
