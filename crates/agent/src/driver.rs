@@ -117,6 +117,9 @@ pub async fn run(shared: Arc<Shared>, run: AgentRun, mut stop: watch::Receiver<b
     let mut policy = Policy::new(profile, shared.seed, run.index, proxy);
     let first = Endpoint::direct(PortRole::Primary);
     let (client, mut ev) = AsyncClient::new(options(&shared, &run, profile, first), 4);
+    // rumqttc reserves room for 100 events of 144 bytes per connection (14 KB per agent); an
+    // agent takes each event as it comes, so a handful is all the queue ever holds.
+    ev.state.events.shrink_to_fit();
     let mut net = NetworkOptions::new();
     net.set_tcp_nodelay(true);
     // Our own timeout governs the attempt; rumqttc's (whole seconds) is only a backstop.
