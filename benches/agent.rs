@@ -62,14 +62,17 @@ fn main() {
         .iter()
         .filter(|p| p["role"].as_str().is_some_and(|s| s.starts_with("site")))
         .collect();
-    let rss_kb: f64 = sites.iter().map(|p| num(p, "peak_rss_kb")).sum();
+    let peak_kb: f64 = sites.iter().map(|p| num(p, "peak_rss_kb")).sum();
+    let end_kb: f64 = sites.iter().map(|p| num(p, "rss_end_kb")).sum();
     let cpu_s: f64 = sites
         .iter()
         .map(|p| num(p, "cpu_s") - num(p, "setup_cpu_s"))
         .sum();
-    let per_agent_kb = rss_kb * 1.024 / f64::from(agents);
+    let per_agent = |kib: f64| kib * 1.024 / f64::from(agents);
     println!(
-        "agent/idle_{agents}/rss_per_agent      {per_agent_kb:.1} KB (site peak RSS / agents)"
+        "agent/idle_{agents}/rss_per_agent      {:.1} KB held (site RSS at the end / agents); {:.1} KB peak (during the connect storm)",
+        per_agent(end_kb),
+        per_agent(peak_kb)
     );
     println!(
         "agent/idle_{agents}/cpu_per_connect    {:.3} ms (site CPU after set-up / connect attempts; {duration} run, keep-alive 30 s)",

@@ -481,14 +481,17 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
         }
         h2 id="processes" { "Processes" }
         table {
-            tr { th { "role" } th { "pid" } th { "CPU" } th { "of it, start-up" } th { "peak RSS" } th { "agents" } th { "RSS per agent" } }
+            tr { th { "role" } th { "pid" } th { "CPU" } th { "of it, start-up" } th { "peak RSS" } th { "RSS at end" } th { "agents" } th { "per agent, peak" } th { "per agent, at end" } }
             @for p in &r.processes {
                 tr {
                     td.l { (p.role) } td { (p.pid) }
                     td { (format!("{:.2} s", p.cpu_s)) } td { (format!("{:.2} s", p.setup_cpu_s)) }
                     td { (format!("{:.1} MiB", p.peak_rss_kb as f64 / 1024.0)) }
+                    td { (format!("{:.1} MiB", p.rss_end_kb as f64 / 1024.0)) }
                     td { (if p.agents > 0 { n(p.agents) } else { "-".into() }) }
-                    td { (if p.agents > 0 { format!("{:.1} KiB", p.peak_rss_kb as f64 / p.agents as f64) } else { "-".into() }) }
+                    @for kb in [p.peak_rss_kb, p.rss_end_kb] {
+                        td { (if p.agents > 0 { format!("{:.1} KiB", kb as f64 / p.agents as f64) } else { "-".into() }) }
+                    }
                 }
             }
         }

@@ -415,8 +415,13 @@ pub struct ProcessStats {
     pub cpu_s: f64,
     /// Of `cpu_s`, what was spent before the timeline started (certificates, start-up).
     pub setup_cpu_s: f64,
-    /// Peak resident set (VmHWM), KiB.
+    /// Peak resident set (VmHWM), KiB: with agents, the connect storm's transient buffers
+    /// (TLS handshakes in flight) count here.
     pub peak_rss_kb: u64,
+    /// Resident set (VmRSS) when the timeline ended, before the process was told to stop, KiB:
+    /// what holding the connections costs (0: not read).
+    #[serde(default)]
+    pub rss_end_kb: u64,
     /// Agents this process held (sites), for per-agent memory.
     pub agents: u64,
 }

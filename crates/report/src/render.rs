@@ -361,6 +361,7 @@ pub fn terminal(r: &RunReport) -> String {
             "cpu",
             "of it set-up",
             "peak RSS",
+            "RSS at end",
             "agents",
         ]);
         for s in &r.processes {
@@ -369,6 +370,8 @@ pub fn terminal(r: &RunReport) -> String {
                 Cell::new(format!("{:.2}s", s.cpu_s)).set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.2}s", s.setup_cpu_s)).set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0))
+                    .set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.1} MiB", s.rss_end_kb as f64 / 1024.0))
                     .set_alignment(CellAlignment::Right),
                 Cell::new(if s.agents > 0 {
                     s.agents.to_string()
@@ -431,6 +434,7 @@ mod tests {
             cpu_s: 2.5,
             setup_cpu_s: 0.5,
             peak_rss_kb: 2048,
+            rss_end_kb: 1536,
             agents: 7,
             ..Default::default()
         });
@@ -442,7 +446,7 @@ mod tests {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(
             cells[1..],
-            ["site-0", "2.50s", "0.50s", "2.0", "MiB", "7", "│"],
+            ["site-0", "2.50s", "0.50s", "2.0", "MiB", "1.5", "MiB", "7", "│"],
             "{t}"
         );
         assert!(t.contains("of it set-up"), "{t}");

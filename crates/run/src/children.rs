@@ -26,6 +26,8 @@ pub struct Child {
     pub agents: u64,
     /// CPU seconds spent before the timeline started.
     setup_cpu_s: f64,
+    /// Resident set when the timeline ended (KiB).
+    rss_end_kb: u64,
     proc: tokio::process::Child,
     stdin: Option<ChildStdin>,
     pid: u32,
@@ -121,6 +123,7 @@ impl Child {
             role,
             agents: 0,
             setup_cpu_s: 0.0,
+            rss_end_kb: 0,
             proc,
             stdin,
             pid,
@@ -162,6 +165,11 @@ impl Child {
         self.setup_cpu_s = procstat::read(self.pid).map(|(cpu, _)| cpu).unwrap_or(0.0);
     }
 
+    /// Notes its resident set as the timeline's end value (call before telling it to stop).
+    pub fn mark_end(&mut self) {
+        self.rss_end_kb = procstat::rss(self.pid).unwrap_or(0);
+    }
+
     /// CPU and peak memory now.
     pub fn stats(&self) -> ProcessStats {
         let (cpu_s, peak_rss_kb) = procstat::read(self.pid).unwrap_or((0.0, 0));
@@ -171,6 +179,7 @@ impl Child {
             cpu_s,
             setup_cpu_s: self.setup_cpu_s,
             peak_rss_kb,
+            rss_end_kb: self.rss_end_kb,
             agents: self.agents,
         }
     }

@@ -385,6 +385,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             cpu_s,
             setup_cpu_s,
             peak_rss_kb,
+            rss_end_kb: procstat::rss(std::process::id()).unwrap_or(0),
             agents: 0,
         },
     );

@@ -12,6 +12,11 @@ pub fn read(pid: u32) -> Option<(f64, u64)> {
     Some((cpu, hwm))
 }
 
+/// Resident set (VmRSS, KiB) of `pid` now, if it is still there.
+pub fn rss(pid: u32) -> Option<u64> {
+    Process::new(pid as i32).ok()?.status().ok()?.vmrss
+}
+
 /// The same for this process.
 pub fn myself() -> Option<(f64, u64)> {
     read(std::process::id())

@@ -470,15 +470,16 @@ impl Running {
 
     /// Notes every child's set-up CPU.
     pub(crate) fn mark_setup(&mut self) {
+        self.children().for_each(Child::mark_setup);
+    }
+
+    /// Every child process: the service's, then the sites.
+    fn children(&mut self) -> impl Iterator<Item = &mut Child> {
         let s = &mut self.service;
-        for c in s
-            .broker
+        s.broker
             .iter_mut()
             .chain(s.edges.iter_mut())
             .chain(self.sites.iter_mut())
-        {
-            c.mark_setup();
-        }
     }
 
     /// Follows the children until `until_ns`, Ctrl-C, a child's death, or `done(total)` holds.
@@ -540,6 +541,8 @@ impl Running {
             proxy: None,
             tunnels: Vec::new(),
         };
+        // Memory while the agents still hold their connections.
+        self.children().for_each(Child::mark_end);
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
         }
