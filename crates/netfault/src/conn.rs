@@ -22,7 +22,7 @@ use crate::proxy::{reset, sleep_until_ns, stopped, Inner, Tag, ORPHAN};
 use crate::rule::{self, ConnInfo, ConnState, Dir, Ns, RuleSet, Verdict};
 
 /// Bytes read per chunk.
-const CHUNK: usize = 2048;
+const CHUNK: usize = 1024;
 /// Bytes a direction may queue (held or delayed) before the proxy stops reading it.
 const QUEUE_CAP: usize = 64 * 1024;
 /// Bound on connecting upstream.
