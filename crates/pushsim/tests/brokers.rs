@@ -11,13 +11,9 @@ mod common;
 
 use common::{get, n, pushsim, report, run_scenario};
 
-/// The mosquitto binary (Debian installs it in /usr/sbin).
+/// The mosquitto binary, as a run finds it.
 fn mosquitto() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file());
+    let found = pushsim_run::mosquitto::binary().ok();
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),

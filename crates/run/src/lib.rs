@@ -11,7 +11,7 @@
 //! - [`child`]: the child side: broker, edge and site entry points.
 //! - [`procstat`]: CPU and peak memory of a process from `/proc`.
 //! - [`observer`]: the progress interface the CLI implements (the run never prints).
-//! - `mosquitto`: `service.broker = "mosquitto"`: its configuration, start and readiness.
+//! - [`mosquitto`]: `service.broker = "mosquitto"`: its configuration, start and readiness.
 //! - `running`: the run's children while it runs: service lifecycle, sites, following them.
 //! - `external`: `network.backend = "toxiproxy"`: proxies and toxics on a Toxiproxy server.
 //! - `fault_api`: `--fault-api`, Toxiproxy's API over the run's middleboxes.
@@ -24,7 +24,7 @@ mod external;
 mod fault_api;
 pub mod ipc;
 pub mod limits;
-mod mosquitto;
+pub mod mosquitto;
 pub mod observer;
 pub mod orchestrator;
 pub mod plan;

@@ -24,7 +24,7 @@ fn env(what: impl std::fmt::Display) -> RunError {
 }
 
 /// The `mosquitto` binary, or an error that says how to install it.
-pub(crate) fn binary() -> Result<PathBuf, RunError> {
+pub fn binary() -> Result<PathBuf, RunError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(SBIN.iter().map(PathBuf::from))

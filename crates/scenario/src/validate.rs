@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::broker::Broker;
 use crate::model::{BackoffPolicy, Every, Profile, Scenario, ServiceAction};
 use crate::units::Dur;
 
@@ -189,6 +190,27 @@ impl Scenario {
     /// on the service's process need a process pushsim runs.
     fn validate_broker(&self, errs: &mut Vec<Invalid>) {
         let s = &self.service;
+        if s.broker_listeners != 0 && s.broker != Broker::Rumqttd {
+            errs.push(invalid(
+                "service.broker_listeners",
+                s.broker_listeners,
+                &format!("only goes with rumqttd (service.broker = \"{}\")", s.broker),
+            ));
+        }
+        if !s.broker.managed() {
+            for (key, port) in [
+                ("primary_port", s.primary_port),
+                ("fallback_port", s.fallback_port),
+            ] {
+                if port != 0 {
+                    errs.push(invalid(
+                        &format!("service.{key}"),
+                        port,
+                        "an external broker's port is in its URL (service.broker = \"mqtts://host:port\")",
+                    ));
+                }
+            }
+        }
         let files = [("ca", &s.ca), ("cert", &s.cert), ("key", &s.key)];
         if s.broker.managed() {
             for (key, v) in files {

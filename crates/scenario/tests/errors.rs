@@ -180,7 +180,7 @@ fn timeline_must_make_sense() {
         "{e}"
     );
     assert!(
-        e.contains("at[3].do = stop: the service is down then; start it first"),
+        e.contains("at[3].do = service.stop: the service is down then; start it first"),
         "{e}"
     );
     let e = parse_err(&GROUPS.replace("service.restart", "service.reboot"));
@@ -251,6 +251,21 @@ fn external_broker_needs_its_ca_and_cannot_be_killed() {
         .to_string();
     assert!(
         e.contains("service.ca") && e.contains("only goes with an external broker"),
+        "{e}"
+    );
+    // rumqttd's listeners and the service's ports belong to the brokers pushsim runs.
+    let src = format!(
+        "{OK}[service]\nbroker = \"mqtts://127.0.0.1:8883\"\nca = \"ca.pem\"\nprimary_port = 8883\nbroker_listeners = 4\n"
+    );
+    let e = validated(parse(&src, "p.toml", "p").unwrap(), "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("service.primary_port") && e.contains("in its URL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("service.broker_listeners") && e.contains("only goes with rumqttd"),
         "{e}"
     );
 }
