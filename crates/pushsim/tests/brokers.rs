@@ -218,3 +218,28 @@ async fn external_broker_is_measured_with_the_given_certificates_and_cannot_be_k
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("service.ca"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mosquitto_that_cannot_listen_is_a_clear_error_with_its_log() {
+    if mosquitto().is_none() {
+        return;
+    }
+    // The fallback port is taken (held by this test): mosquitto exits at start.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let src = format!(
+        "description = \"port taken\"\nduration = \"5s\"\n[service]\nbroker = \"mosquitto\"\nfallback_port = {port}\n[agents]\ncount = 5\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr, out) =
+        run_scenario(dir.path(), "taken", &src, Duration::from_secs(60)).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("mosquitto") && stderr.contains("exited before its listeners were up"),
+        "{stderr}"
+    );
+    // Its own words, from its log, are in the message.
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(out.join("mosquitto.log").is_file());
+    drop(held);
+}
