@@ -116,9 +116,15 @@ impl Histo {
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| HistoError(format!("not an HdrHistogram V2 encoding: {e:?}")))?;
+        Self::try_from_hdr(&h)
+    }
+
+    /// A histogram of this kind holding every count of `h` (e.g. one read from an interval
+    /// log); an error when `h` has values past [`MAX_US`].
+    pub fn try_from_hdr(h: &Histogram<u64>) -> Result<Self, HistoError> {
         let mut out = Histo::new();
         out.0
-            .add(&h)
+            .add(h)
             .map_err(|e| HistoError(format!("histogram out of bounds: {e:?}")))?;
         Ok(out)
     }

@@ -2,7 +2,7 @@
 //! percentiles averaged), counters and timelines summed, receipts concatenated.
 
 use crate::histo::Histo;
-use crate::recorder::{Counters, Snapshot};
+use crate::recorder::{Counters, Snapshot, PATH_NAMES};
 
 impl Counters {
     fn add(&mut self, o: &Counters) {
@@ -33,6 +33,42 @@ impl Snapshot {
             ("checkin", &self.checkin),
             ("wakeup_to_checkin", &self.wakeup_to_checkin),
         ]
+    }
+
+    /// Every latency histogram by its interval-log tag: the [`Snapshot::histograms`] names, then
+    /// `time_to_connected.<path>` per path ([`PATH_NAMES`] order).
+    pub fn tagged(&self) -> Vec<(String, &Histo)> {
+        let mut v: Vec<(String, &Histo)> = self
+            .histograms()
+            .into_iter()
+            .map(|(n, h)| (n.to_string(), h))
+            .collect();
+        v.extend(
+            PATH_NAMES
+                .iter()
+                .zip(&self.time_to_connected)
+                .map(|(p, h)| (format!("time_to_connected.{p}"), h)),
+        );
+        v
+    }
+
+    /// The histogram of `tag` (a [`Snapshot::tagged`] name), to add into; none for another name.
+    pub fn tagged_mut(&mut self, tag: &str) -> Option<&mut Histo> {
+        if let Some(p) = tag.strip_prefix("time_to_connected.") {
+            let i = PATH_NAMES.iter().position(|n| *n == p)?;
+            return self.time_to_connected.get_mut(i);
+        }
+        Some(match tag {
+            "connect" => &mut self.connect,
+            "first_connect" => &mut self.first_connect,
+            "wakeup" => &mut self.wakeup,
+            "wakeup_cold" => &mut self.wakeup_cold,
+            "detect" => &mut self.detect,
+            "reconnect" => &mut self.reconnect,
+            "checkin" => &mut self.checkin,
+            "wakeup_to_checkin" => &mut self.wakeup_to_checkin,
+            _ => return None,
+        })
     }
 
     /// Adds `other` into `self`.
@@ -103,6 +139,26 @@ mod tests {
         assert_eq!(m.wakeup.summary(), raw.summary());
         assert_eq!(m.receipts.len(), 1000);
         assert_eq!(m.timeline.buckets[0].wakeups_delivered, 1000);
+    }
+
+    #[test]
+    fn every_tag_finds_its_histogram() {
+        let mut r = Recorder::new(0);
+        r.connected(0, 2_000_000, 0, Some(0));
+        let s = r.snapshot();
+        let mut empty = Snapshot::default();
+        let tags: Vec<String> = s.tagged().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(tags.len(), 12);
+        for (tag, h) in s.tagged() {
+            empty.tagged_mut(&tag).unwrap().add(h);
+        }
+        assert_eq!(empty.connect.len(), 1);
+        assert_eq!(
+            empty.tagged().iter().map(|(_, h)| h.len()).sum::<u64>(),
+            s.tagged().iter().map(|(_, h)| h.len()).sum::<u64>()
+        );
+        assert!(empty.tagged_mut("time_to_connected.nowhere").is_none());
+        assert!(empty.tagged_mut("latency").is_none());
     }
 
     #[test]

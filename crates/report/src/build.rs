@@ -73,9 +73,12 @@ pub struct Inputs<'a> {
     pub proxy_hits: Option<BTreeMap<u32, u64>>,
     /// The machine.
     pub machine: Machine,
+    /// The shard this run is (none: a whole run). A shard's SLOs are not evaluated: they hold
+    /// for the whole, and `pushsim report merge` judges them.
+    pub shard: Option<ShardInfo>,
 }
 
-fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCounts {
+pub(crate) fn agent_counts(configured: u64, m: &Snapshot, connected_end: u64) -> AgentCounts {
     let c = m.counters;
     AgentCounts {
         configured,
@@ -130,7 +133,7 @@ pub fn faults(net: &Network, hits: Option<&BTreeMap<u32, u64>>) -> Vec<FaultRepo
         .collect()
 }
 
-fn latencies(m: &Snapshot) -> Latencies {
+pub(crate) fn latencies(m: &Snapshot) -> Latencies {
     Latencies {
         connect: m.connect.summary(),
         first_connect: m.first_connect.summary(),
@@ -150,7 +153,7 @@ fn latencies(m: &Snapshot) -> Latencies {
 }
 
 /// The percentile distribution of every histogram with samples, by its `latency_us` name.
-fn distributions(m: &Snapshot) -> Distributions {
+pub(crate) fn distributions(m: &Snapshot) -> Distributions {
     m.histograms()
         .into_iter()
         .filter(|(_, h)| !h.is_empty())
@@ -268,7 +271,11 @@ impl RunReport {
             duration_s: i.duration_s,
             stopped_early: i.stopped_early,
             plan: i.plan,
-            agents: agent_counts(u64::from(i.scenario.agent_count()), &all, connected_end),
+            agents: agent_counts(
+                i.groups.iter().map(|g| g.configured).sum(),
+                &all,
+                connected_end,
+            ),
             wakeups,
             latency_us: latencies(&all),
             paths,
@@ -289,8 +296,12 @@ impl RunReport {
             timeline,
             distributions: distributions(&all),
             machine: i.machine,
+            shard: i.shard,
+            shards: Vec::new(),
         };
-        r.slos = slo::evaluate(&r, &i.scenario.slo);
+        if r.shard.is_none() {
+            r.slos = slo::evaluate(&r, &i.scenario.slo);
+        }
         r
     }
 

@@ -156,14 +156,18 @@ pub fn latency_table(l: &Latencies, id: &str) -> Markup {
 fn verdict(r: &RunReport) -> Markup {
     let failed = r.slos.iter().filter(|s| !s.passed).count();
     html! {
-        @if r.slos.is_empty() {
+        @if r.shard.is_some() {
+            span.verdict.warn id="verdict" { "SHARD" }
+        } @else if r.slos.is_empty() {
             span.verdict.warn id="verdict" { "NO SLOs" }
         } @else if failed == 0 {
             span.verdict.pass id="verdict" { "PASS" }
         } @else {
             span.verdict.fail id="verdict" { "FAIL" }
         }
-        @if r.slos.is_empty() {
+        @if r.shard.is_some() {
+            "SLOs hold for the whole run: `pushsim report merge` judges them"
+        } @else if r.slos.is_empty() {
             "nothing to hold the run to"
         } @else if failed == 0 {
             "every SLO held (" (r.slos.len()) ")"
@@ -334,6 +338,9 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
             p { (verdict(r)) }
             @if let Some(why) = &r.stopped_early {
                 div.banner id="stopped" { "The run stopped early: " (why) }
+            }
+            @if let Some(line) = crate::render::shard_line(r) {
+                p.meta id="shards" { (line) }
             }
             p.meta {
                 "started " (r.started_at) " · " (format!("{:.1}", r.duration_s)) " s · broker " (r.plan.broker) " · seed " (r.seed)

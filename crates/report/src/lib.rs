@@ -8,8 +8,9 @@
 //! - [`build`]: assembling a `RunReport` from merged snapshots, the ledger's counts and process
 //!   figures.
 //! - [`slo`]: evaluating the scenario's SLOs on report.json paths; checking paths up front.
-//! - [`render`]: report.json, report.html, the HdrHistogram interval log, and the terminal
-//!   summary.
+//! - [`render`]: report.json, report.html and the terminal summary.
+//! - [`hlog`]: histograms.hlog, HdrHistogram's interval log, written and read back.
+//! - [`merge`]: the report of a sharded run from its shards' reports and histograms.
 //! - [`html`]: the page of one run (report.html), self-contained.
 //! - [`charts`]: percentile distributions and timelines as inline SVG (plotters).
 
@@ -17,7 +18,9 @@ pub mod build;
 pub mod charts;
 pub mod compare;
 pub mod compare_html;
+pub mod hlog;
 pub mod html;
+pub mod merge;
 pub mod model;
 pub mod render;
 pub mod slo;

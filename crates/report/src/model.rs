@@ -62,6 +62,33 @@ pub struct RunReport {
     /// The machine the run ran on.
     #[serde(default)]
     pub machine: Machine,
+    /// This run is one shard of a larger one (`--shard i/N`); its SLOs are judged on the merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// A merged report (`pushsim report merge`): the shards it was merged from, by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardInfo>,
+}
+
+/// One shard of a run split over processes or machines (`--shard i/N`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Its index, from 0.
+    pub index: u32,
+    /// Shards in the whole run.
+    pub count: u32,
+    /// Agents it ran.
+    pub agents: u64,
+    /// The agreed start of every shard's timeline (`--start-at`), RFC 3339, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// When its timeline started, ms since the Unix epoch (merges align timelines on it).
+    pub t0_unix_ms: u64,
+    /// How late its timeline started against `start_at`, s (0: on time or no `start_at`).
+    pub late_s: f64,
+    /// The host it ran on.
+    #[serde(default)]
+    pub host: String,
 }
 
 /// Percentile distributions by histogram name (`wakeup`, `connect`, ...): `[percentile, µs]`

@@ -2,14 +2,10 @@
 //! run's histograms, and the terminal summary.
 
 use std::fs;
-use std::io::BufWriter;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
-use pushsim_metrics::{Histo, Summary};
+use pushsim_metrics::Summary;
 
 use crate::model::{RunReport, SCHEMA_VERSION};
 use crate::ReportError;
@@ -64,33 +60,44 @@ pub fn read_json(path: &Path) -> Result<RunReport, ReportError> {
     serde_json::from_value(value).map_err(|e| not_a_report(e.to_string()))
 }
 
-/// Writes `histograms` (tag, histogram) as one interval each, covering the whole run, in
-/// HdrHistogram's interval-log format (readable by HistogramLogAnalyzer and hdrhistogram tools).
-pub fn write_hlog(
-    path: &Path,
-    started: SystemTime,
-    duration: Duration,
-    histograms: &[(&str, &Histo)],
-) -> Result<(), ReportError> {
-    let file = fs::File::create(path).map_err(io(path))?;
-    let mut out = BufWriter::new(file);
-    let mut ser = V2DeflateSerializer::new();
-    let mut w = IntervalLogWriterBuilder::new()
-        .add_comment("pushsim latency histograms, values in microseconds")
-        .with_start_time(started)
-        .with_base_time(started)
-        .begin_log_with(&mut out, &mut ser)
-        .map_err(io(path))?;
-    for (tag, h) in histograms {
-        let tag = Tag::new(tag);
-        w.write_histogram(h.inner(), Duration::ZERO, duration, tag)
-            .map_err(|e| ReportError::Io {
-                path: path.display().to_string(),
-                source: std::io::Error::other(format!("{e:?}")),
-            })?;
+/// What a shard's report, or a merged one, says of its shards (none for a whole run).
+pub fn shard_line(r: &RunReport) -> Option<String> {
+    let late = |s: &crate::model::ShardInfo| {
+        if s.late_s > 0.0 {
+            format!("started {:.1} s late", s.late_s)
+        } else if s.start_at.is_some() {
+            "started on time".to_string()
+        } else {
+            "no common start (--start-at)".to_string()
+        }
+    };
+    if let Some(s) = &r.shard {
+        return Some(format!(
+            "shard    {}/{} · {} agents · {} · SLOs are judged on the merged report (pushsim report merge)",
+            s.index,
+            s.count,
+            s.agents,
+            late(s)
+        ));
     }
-    drop(w);
-    std::io::Write::flush(&mut out).map_err(io(path))
+    if r.shards.is_empty() {
+        return None;
+    }
+    let late: Vec<String> = r
+        .shards
+        .iter()
+        .filter(|s| s.late_s > 0.0)
+        .map(|s| format!("{} by {:.1} s", s.index, s.late_s))
+        .collect();
+    Some(format!(
+        "merged   {} shards · {}",
+        r.shards.len(),
+        if late.is_empty() {
+            "none started late".to_string()
+        } else {
+            format!("late: {}", late.join(", "))
+        }
+    ))
 }
 
 /// A count with thousands separators: `12,345`.
@@ -208,6 +215,10 @@ pub fn terminal(r: &RunReport) -> String {
             .map(|s| format!(" · stopped early: {s}"))
             .unwrap_or_default()
     ));
+    if let Some(line) = shard_line(r) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str(&format!(
         "agents   {} configured · {} peak connected · {} at end · {} connect failures · {} disconnects\n",
         a.configured, a.connected_peak, a.connected_end, a.connect_failures, a.disconnects
@@ -494,7 +505,7 @@ mod tests {
     }
 
     #[test]
-    fn json_and_hlog_round_trip() {
+    fn json_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = RunReport {
             schema_version: SCHEMA_VERSION,
@@ -508,26 +519,5 @@ mod tests {
             r,
             "a run folder reads its report.json"
         );
-        let mut h = Histo::new();
-        h.record(250);
-        let p = dir.path().join("h.hlog");
-        write_hlog(
-            &p,
-            SystemTime::now(),
-            Duration::from_secs(5),
-            &[("wakeup", &h), ("connect", &Histo::new())],
-        )
-        .unwrap();
-        let text = fs::read_to_string(&p).unwrap();
-        let mut n = 0;
-        for item in
-            hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes())
-        {
-            if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(i)) = item {
-                n += 1;
-                assert!(i.tag().is_some());
-            }
-        }
-        assert_eq!(n, 2);
     }
 }
