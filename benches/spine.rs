@@ -43,6 +43,7 @@ fn broadcast(c: &mut Criterion) {
                 svc.addr,
                 "localhost",
                 console_tls,
+                "pushsim-console",
                 ids,
                 Duration::from_secs(10),
             )

@@ -46,10 +46,11 @@ impl Console {
         addr: SocketAddr,
         server_name: &str,
         tls: Arc<rustls::ClientConfig>,
+        client_id: &str,
         agent_ids: Arc<Vec<String>>,
         timeout: Duration,
     ) -> Result<Self, ConsoleError> {
-        let mut o = MqttOptions::new("pushsim-console", server_name, addr.port());
+        let mut o = MqttOptions::new(client_id, server_name, addr.port());
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
         o.set_keep_alive(Duration::from_secs(30));
         o.set_inflight(100);

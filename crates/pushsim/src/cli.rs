@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use pushsim_scenario::{Broker, Dur};
+use std::time::SystemTime;
+
+use pushsim_run::shard::Shard;
+use pushsim_scenario::{Broker, Dur, Slo};
 
 /// Simulates a push-notification service (MQTT over TLS) with thousands of management agents
 /// on one machine, and measures wake-up latency, connects and losses.
@@ -24,7 +27,10 @@ pub enum Command {
     /// Serves a Toxiproxy-compatible API whose proxies are pushsim middleboxes (Toxiproxy's
     /// toxics plus idle_drop, blackhole, close, refuse, swallow, max_connections).
     Toxiproxy(ToxiproxyArgs),
-    /// Re-renders or compares run reports.
+    /// Writes a PKI for a broker of your own (a shared one for shards, on Kubernetes or here):
+    /// CA, server certificate and key, and the client certificate and key agents present.
+    Pki(PkiArgs),
+    /// Re-renders, compares or merges run reports.
     #[command(subcommand)]
     Report(ReportCommand),
     /// Internal: a child process of a run (broker, edge, site).
@@ -68,6 +74,27 @@ pub struct ScenarioArgs {
     /// proxies `primary` and `fallback`, toxics applied to open and new connections.
     #[arg(long, value_name = "ADDR")]
     pub fault_api: Option<SocketAddr>,
+    /// Run shard i of N (from 0): every N-th agent from the i-th, against a shared broker
+    /// (`--broker mqtts://…`); `pushsim report merge` makes the whole run's report. On
+    /// Kubernetes: `--shard $JOB_COMPLETION_INDEX/N`.
+    #[arg(long, value_name = "i/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Start the timeline at this wall-clock time (RFC 3339, e.g. 2026-12-05T10:00:00Z), so the
+    /// shards' timelines line up; a shard that is ready late starts at once and says so.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "shard")]
+    pub start_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// Folder for ca.pem, ca.key, server.pem, server.key, client.pem, client.key (created).
+    pub dir: PathBuf,
+    /// DNS names the server certificate is for (repeatable; default localhost).
+    #[arg(long = "name", value_name = "DNS")]
+    pub names: Vec<String>,
+    /// IP addresses the server certificate is for (repeatable; default 127.0.0.1 and ::1).
+    #[arg(long = "ip", value_name = "IP")]
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +111,24 @@ pub enum ReportCommand {
     /// Compares runs side by side, the first the baseline: every count and percentile with its
     /// change, regressions marked (exit 1 when there is one).
     Compare(CompareArgs),
+    /// Merges the report folders of every shard of a run (`--shard i/N`) into the report of the
+    /// whole: histograms added, counts and timelines summed, the scenario's SLOs evaluated
+    /// (exit 0 when they hold, 1 when one fails, as a run).
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' run folders (each with report.json and histograms.hlog).
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Folder for the merged report.json, report.html and histograms.hlog.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Another SLO to hold the whole run to, besides the scenario's (repeatable), e.g.
+    /// "latency_us.wakeup.p99 < 250ms".
+    #[arg(long = "slo", value_name = "EXPR", value_parser = parse_slo)]
+    pub slos: Vec<Slo>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +164,20 @@ fn percent(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{s}: the threshold must be 0 % or more"))
     }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
+}
+
+fn parse_slo(s: &str) -> Result<Slo, String> {
+    s.parse::<Slo>()
+}
+
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s).map_err(|e| {
+        format!("{s:?}: {e}; give an RFC 3339 time such as 2026-12-05T10:00:00Z (UTC)")
+    })
 }
 
 fn parse_broker(s: &str) -> Result<Broker, String> {

@@ -1,4 +1,4 @@
-//! The commands: `list` and `scenario`.
+//! The commands: `list`, `scenario`, `pki` and `toxiproxy`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use pushsim_scenario::load::{source, validated};
 use pushsim_scenario::{parse, sweep, Scenario};
 use tokio::sync::watch;
 
-use crate::cli::{ScenarioArgs, ToxiproxyArgs};
+use crate::cli::{PkiArgs, ScenarioArgs, ToxiproxyArgs};
 use crate::progress::Bars;
 
 /// `pushsim list`: every built-in with its description.
@@ -40,6 +40,12 @@ fn variants(args: &ScenarioArgs) -> Result<(Vec<Variant>, String, Option<String>
     let base = parse(&src.text, &src.origin, &src.name).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let key = base.sweep.as_ref().map(|s| s.key.clone());
+    if let (Some(k), Some(shard)) = (&key, args.shard) {
+        return Err(format!(
+            "{}: --shard {shard} with a sweep over {k}: run each value as its own sharded run",
+            src.origin
+        ));
+    }
     match &base.sweep {
         None => out.push(Variant {
             label: None,
@@ -147,6 +153,55 @@ pub fn toxiproxy(args: ToxiproxyArgs) -> i32 {
     }
 }
 
+/// `pushsim pki`: a CA, a server identity and one client identity in `dir`; returns the exit
+/// code.
+pub fn pki(args: PkiArgs) -> i32 {
+    let run = || -> anyhow::Result<()> {
+        let names: Vec<&str> = if args.names.is_empty() {
+            vec!["localhost"]
+        } else {
+            args.names.iter().map(String::as_str).collect()
+        };
+        let ips = if args.ips.is_empty() {
+            vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            ]
+        } else {
+            args.ips.clone()
+        };
+        let ca = pushsim_pki::Ca::generate()?;
+        let server = ca.issue_server(&names, &ips)?;
+        let paths = pushsim_pki::files::write(&args.dir, &ca, &server)?;
+        let client = ca.issue_client("pushsim-agents")?;
+        let (cert, key) = (args.dir.join("client.pem"), args.dir.join("client.key"));
+        pushsim_pki::files::write_file(&cert, &client.cert_pem(), 0o644)?;
+        pushsim_pki::files::write_file(&key, &client.key_pem(), 0o600)?;
+        println!("CA       {}", paths.ca_cert.display());
+        println!(
+            "server   {} {} (for {})",
+            paths.server_cert.display(),
+            paths.server_key.display(),
+            names.join(", ")
+        );
+        println!("client   {} {}", cert.display(), key.display());
+        println!(
+            "agents:  --ca {} --cert {} --key {}",
+            paths.ca_cert.display(),
+            cert.display(),
+            key.display()
+        );
+        Ok(())
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            3
+        }
+    }
+}
+
 /// Exit codes by precedence: an interrupted or broken run outranks a failed SLO.
 fn worse(a: i32, b: i32) -> i32 {
     let rank = |c: i32| match c {
@@ -199,7 +254,7 @@ fn run_all(
                 println!("== run {}/{total}: {key} = {l}", k + 1);
             }
             let bars = Arc::new(Bars::new());
-            let opts = RunOptions { exe: exe.clone(), dir, sites: args.sites, observer: bars.clone(), interrupt: interrupt.clone(), fault_api: args.fault_api };
+            let opts = RunOptions { exe: exe.clone(), dir, sites: args.sites, observer: bars.clone(), interrupt: interrupt.clone(), fault_api: args.fault_api, shard: args.shard, start_at: args.start_at };
             let run_origin = match (&v.label, &key) {
                 (Some(l), Some(key)) => format!("{origin} ({key} = {l})"),
                 _ => origin.clone(),

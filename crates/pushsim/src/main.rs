@@ -4,8 +4,8 @@
 //! # Layout
 //! - `main.rs`: parse, set up tracing, run the command, map the outcome to an exit code.
 //! - [`cli`]: the clap command line.
-//! - [`commands`]: `list`, `scenario` and `toxiproxy`.
-//! - [`reports`]: `report render` and `report compare`.
+//! - [`commands`]: `list`, `scenario`, `pki` and `toxiproxy`.
+//! - [`reports`]: `report render`, `report compare` and `report merge`.
 //! - [`progress`]: indicatif progress bars (on a terminal only).
 //!
 //! Exit codes: 0 every SLO held; 1 an SLO failed; 2 usage or scenario error; 3 the environment
@@ -34,8 +34,10 @@ fn main() {
         cli::Command::List => commands::list(),
         cli::Command::Scenario(args) => commands::scenario(args),
         cli::Command::Toxiproxy(args) => commands::toxiproxy(args),
+        cli::Command::Pki(args) => commands::pki(args),
         cli::Command::Report(cli::ReportCommand::Render(args)) => reports::render(args),
         cli::Command::Report(cli::ReportCommand::Compare(args)) => reports::compare(args),
+        cli::Command::Report(cli::ReportCommand::Merge(args)) => reports::merge(args),
     };
     std::process::exit(code);
 }

@@ -55,6 +55,7 @@ impl Observer for Bars {
         if !self.tty {
             match &phase {
                 Phase::Starting(what) => eprintln!("pushsim: starting {what}"),
+                Phase::Waiting(what) => eprintln!("pushsim: {what}"),
                 Phase::Running { agents, duration_s } => {
                     eprintln!("pushsim: running {agents} agents for {duration_s:.0}s")
                 }
@@ -65,13 +66,17 @@ impl Observer for Bars {
         }
         let mut s = self.lock();
         match phase {
-            Phase::Starting(what) => {
+            Phase::Starting(_) | Phase::Waiting(_) => {
                 let sp = s.spinner.get_or_insert_with(|| {
                     let sp = ProgressBar::new_spinner().with_style(style("{spinner} {msg}"));
                     sp.enable_steady_tick(Duration::from_millis(120));
                     sp
                 });
-                sp.set_message(format!("starting {what}"));
+                sp.set_message(match phase {
+                    Phase::Starting(what) => format!("starting {what}"),
+                    Phase::Waiting(what) => what,
+                    _ => String::new(),
+                });
             }
             Phase::Running { agents, duration_s } => {
                 if let Some(sp) = s.spinner.take() {

@@ -1,10 +1,16 @@
-//! `pushsim report render` and `pushsim report compare`: pages from report.json files alone.
+//! `pushsim report render` and `pushsim report compare`: pages from report.json files alone;
+//! `pushsim report merge`: the report of a sharded run from its shards' folders.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use pushsim_report::{compare, compare_html, render, RunReport};
+use anyhow::Context;
+use pushsim_metrics::Histo;
+use pushsim_report::merge::ShardRun;
+use pushsim_report::{compare, compare_html, hlog, render, RunReport};
 
-use crate::cli::{CompareArgs, RenderArgs};
+use crate::cli::{CompareArgs, MergeArgs, RenderArgs};
 
 /// `report render`: report.html from a run's report.json; returns the exit code (2: the input
 /// is not a report this pushsim reads, 3: the page cannot be written).
@@ -108,6 +114,98 @@ pub fn compare(args: CompareArgs) -> i32 {
             3
         }
     }
+}
+
+/// One shard's folder: its report.json and histograms.hlog.
+fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
+    let report = render::read_json(dir)?;
+    let histograms = hlog::read(&dir.join("histograms.hlog"))?;
+    Ok(ShardRun {
+        source: dir.display().to_string(),
+        report,
+        histograms,
+    })
+}
+
+/// `report merge`: exit 0 when the merged run holds every SLO, 1 when one fails, 2 when the
+/// inputs are not every shard of one run, 3 when a shard stopped early or the report cannot be
+/// written.
+pub fn merge(args: MergeArgs) -> i32 {
+    let inputs: anyhow::Result<Vec<ShardRun>> = args.shards.iter().map(|d| read_shard(d)).collect();
+    let shards = match inputs {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    // The scenario's SLOs, from the scenario text the shards carry, and the extra ones.
+    let slos = match shards.first().map(|s| &s.report) {
+        Some(r) => {
+            match pushsim_scenario::parse(&r.scenario.text, &r.scenario.origin, &r.scenario.name) {
+                Ok(sc) => {
+                    let mut v = sc.slo;
+                    v.extend(args.slos.iter().cloned());
+                    let groups: Vec<String> = r.groups.keys().cloned().collect();
+                    if let Err(e) = pushsim_report::slo::check_paths(&v, &groups) {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                    v
+                }
+                Err(e) => {
+                    eprintln!("error: the scenario in the shards' reports: {e}");
+                    return 2;
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    let mut sums: BTreeMap<String, Histo> = BTreeMap::new();
+    for s in &shards {
+        for (tag, h) in &s.histograms {
+            sums.entry(tag.clone()).or_default().add(h);
+        }
+    }
+    let merged = match pushsim_report::merge::merge(shards, &slos) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = write_merged(&merged, &sums, &args.out) {
+        eprintln!("error: {e:#}");
+        return 3;
+    }
+    print!("{}", render::terminal(&merged));
+    println!(
+        "report: {} (report.json beside it)",
+        args.out.join("report.html").display()
+    );
+    if let Some(why) = &merged.stopped_early {
+        eprintln!("error: a shard stopped early: {why}");
+        3
+    } else if merged.passed() {
+        0
+    } else {
+        1
+    }
+}
+
+fn write_merged(r: &RunReport, sums: &BTreeMap<String, Histo>, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    render::write_json(r, &out.join("report.json"))?;
+    render::write_html(r, &out.join("report.html"))?;
+    let start_ms = r.shards.iter().map(|s| s.t0_unix_ms).min().unwrap_or(0);
+    let tagged: Vec<(String, &Histo)> = sums.iter().map(|(t, h)| (t.clone(), h)).collect();
+    hlog::write(
+        &out.join("histograms.hlog"),
+        SystemTime::UNIX_EPOCH + Duration::from_millis(start_ms),
+        Duration::from_secs_f64(r.duration_s.max(0.0)),
+        &tagged,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

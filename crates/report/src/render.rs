@@ -395,7 +395,7 @@ pub fn terminal(r: &RunReport) -> String {
         out.push_str(&p.to_string());
         out.push('\n');
     }
-    if r.slos.is_empty() {
+    if r.slos.is_empty() && r.shard.is_none() {
         out.push_str("no SLOs in this scenario\n");
     }
     for s in &r.slos {

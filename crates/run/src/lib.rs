@@ -16,6 +16,7 @@
 //! - `external`: `network.backend = "toxiproxy"`: proxies and toxics on a Toxiproxy server.
 //! - `fault_api`: `--fault-api`, Toxiproxy's API over the run's middleboxes.
 //! - `tunnels`: `proxy-tunnels.csv`, every request the embedded proxies saw.
+//! - [`shard`]: `--shard i/N`: which agents a shard runs (pure), the same dealing as sites.
 //! - [`orchestrator`]: one run from scenario to report.
 
 pub mod child;
@@ -30,6 +31,7 @@ pub mod orchestrator;
 pub mod plan;
 pub mod procstat;
 mod running;
+pub mod shard;
 mod tunnels;
 
 pub use observer::{Observer, Phase, Status};
@@ -45,6 +47,9 @@ pub enum RunError {
     /// names the fix.
     #[error("{0}")]
     Environment(String),
+    /// Ctrl-C before the timeline started: nothing ran, nothing is reported (exit 130).
+    #[error("interrupted before the run started")]
+    Interrupted,
 }
 
 impl RunError {
@@ -53,6 +58,7 @@ impl RunError {
         match self {
             RunError::Usage(_) => 2,
             RunError::Environment(_) => 3,
+            RunError::Interrupted => 130,
         }
     }
 }

@@ -25,6 +25,13 @@ pub fn ephemeral_ports() -> u64 {
         .unwrap_or(28_232)
 }
 
+/// This machine's host name (a pod's name on Kubernetes); empty when unknown.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Cores, CPU model, memory, kernel and open-files limit, as far as `/proc` tells.
 pub fn machine() -> Machine {
     let cpu = CpuInfo::current().ok();

@@ -5,6 +5,8 @@
 pub enum Phase {
     /// Starting a part of the run (service, edges, sites, console).
     Starting(String),
+    /// Ready, waiting for the common start (`--start-at`), or late for it: the text says which.
+    Waiting(String),
     /// The timeline started: agents ramping up.
     Running {
         /// Agents in the run.

@@ -23,7 +23,7 @@ use pushsim_pki::tls::ClientTls;
 use pushsim_pki::{files, Ca};
 use pushsim_report::build::{GroupInput, Inputs, OutageEvent};
 use pushsim_report::model::Plan as ReportPlan;
-use pushsim_report::{render, ProcessStats, RunReport};
+use pushsim_report::{hlog, render, ProcessStats, RunReport};
 use pushsim_scenario::network::Backend;
 use pushsim_scenario::{Broker, NetRule, Network, Scenario};
 use tokio::sync::watch;
@@ -33,6 +33,7 @@ use crate::ipc::ToChild;
 use crate::observer::{Observer, Phase};
 use crate::plan::{self, deal_groups};
 use crate::running::{Running, Stop, Way, SERVER_NAME};
+use crate::shard::Shard;
 use crate::{limits, procstat, RunError};
 
 /// Bound for the service to be ready at the start of a run.
@@ -52,6 +53,11 @@ pub struct RunOptions {
     pub interrupt: watch::Receiver<bool>,
     /// Serve Toxiproxy's API for the run's middlebox here (`--fault-api`).
     pub fault_api: Option<SocketAddr>,
+    /// Run only this shard of the agents (`--shard i/N`); the report is then a shard's, for
+    /// `pushsim report merge`.
+    pub shard: Option<Shard>,
+    /// Start the timeline at this wall-clock time (`--start-at`), so shards line up.
+    pub start_at: Option<SystemTime>,
 }
 
 /// A finished run.
@@ -89,7 +95,13 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
     pushsim_report::slo::check_paths(&sc.slo, &group_names)
         .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
-    let agents = sc.agent_count();
+    let total = sc.agent_count();
+    let shard = opts.shard.unwrap_or(Shard::WHOLE);
+    check_shard(&sc, shard, opts.start_at)
+        .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
+    // This process's agents: all of them, or its shard's.
+    let mine = shard.agents(total);
+    let agents = mine.len() as u32;
     let nofile = limits::raise_nofile();
     let listeners =
         (sc.service.broker_listeners > 0).then_some(u32::from(sc.service.broker_listeners));
@@ -145,6 +157,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     };
 
     let mut run = Running::new(&sc, plan, opts.exe.clone(), opts.dir.clone(), pki.clone());
+    run.shard = shard;
     opts.observer
         .phase(Phase::Starting(match &sc.service.broker {
             Broker::Rumqttd => "the service (rumqttd and TLS edge)".into(),
@@ -172,11 +185,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         checkins_rx,
     ));
     opts.observer.phase(Phase::Starting("console".into()));
-    let agent_ids: Arc<Vec<String>> = Arc::new((0..agents).map(agent_id).collect());
+    let agent_ids: Arc<Vec<String>> = Arc::new((0..total).map(agent_id).collect());
+    // One console per shard on a shared broker: each its own client id.
+    let console_id = match opts.shard {
+        Some(s) => format!("pushsim-console-{}-of-{}", s.index, s.count),
+        None => "pushsim-console".into(),
+    };
     let console = Console::connect(
         primary,
         &run.server_name(),
         console_tls,
+        &console_id,
         agent_ids,
         Duration::from_secs(10),
     )
@@ -243,7 +262,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     let setup_cpu_s = procstat::myself()
         .map(|(cpu, _)| cpu - cpu_before)
         .unwrap_or(0.0);
-    let t0 = mono_ns() + 100_000_000;
+    let (t0, late_s) = match opts.start_at {
+        None => (mono_ns() + 100_000_000, 0.0),
+        Some(at) => match wait_for(at, &*opts.observer, &mut opts.interrupt.clone()).await {
+            Some(t) => t,
+            None => {
+                run.stop_all(groups.len()).await;
+                return Err(RunError::Interrupted);
+            }
+        },
+    };
+    let t0_unix_ms = unix_ms(SystemTime::now()) + (t0.saturating_sub(mono_ns())) / 1_000_000;
     for s in &mut run.sites {
         s.send(&ToChild::Start { t0_ns: t0 }).await?;
     }
@@ -252,7 +281,10 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
     for a in &answers {
         lock(a).set_t0(t0);
     }
-    let schedule = plan_wakeups(&sc);
+    let mut schedule = plan_wakeups(&sc);
+    // A shard sends the whole run's wake-ups to its own agents: the shards' sends add up to
+    // the schedule of one run.
+    schedule.items.retain(|p| shard.holds(p.agent));
     let (stop_console, stop_rx) = watch::channel(false);
     let console_task = {
         let (ledger, rec, board) = (ledger.clone(), console_rec.clone(), board.clone());
@@ -364,7 +396,17 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
                 );
                 GroupInput {
                     name: rg.name.clone(),
-                    configured: u64::from(rg.count),
+                    configured: if shard.is_part() {
+                        mine.iter()
+                            .filter(|&&a| {
+                                group_of
+                                    .get(a as usize)
+                                    .is_some_and(|&x| usize::from(x) == g)
+                            })
+                            .count() as u64
+                    } else {
+                        u64::from(rg.count)
+                    },
                     merged,
                     wakeups,
                     connected_end: collected.groups[g].connected,
@@ -425,19 +467,30 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         proxy: proxy.map(|p| (p, proxy_report(p, collected.proxy.as_ref()))),
         proxy_hits: collected.proxy.as_ref().map(|s| s.hits.clone()),
         machine: crate::limits::machine(),
+        shard: opts.shard.map(|s| pushsim_report::model::ShardInfo {
+            index: s.index,
+            count: s.count,
+            agents: u64::from(agents),
+            start_at: opts
+                .start_at
+                .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+            t0_unix_ms,
+            late_s,
+            host: crate::limits::host(),
+        }),
     });
-    let all = {
-        let mut m = Snapshot::default();
-        for g in &collected.groups {
-            for s in &g.snapshots {
-                m.merge(s);
-            }
-        }
-        for a in &answers {
+    // The histograms of the whole run and of each group, for histograms.hlog.
+    let group_snaps: Vec<Snapshot> = collected
+        .groups
+        .iter()
+        .zip(&answers)
+        .map(|(g, a)| {
+            let mut m = Snapshot::merged(g.snapshots.iter());
             m.merge(&lock(a).snapshot());
-        }
-        m
-    };
+            m
+        })
+        .collect();
+    let all = Snapshot::merged(group_snaps.iter());
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
     render::write_html(&report, &opts.dir.join("report.html")).map_err(env)?;
     if let Some(p) = proxy.filter(|p| p.url.is_none()) {
@@ -452,11 +505,19 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         crate::tunnels::write(&path, tunnels, t0, &names, &rules)
             .map_err(|e| env(format!("cannot write {}: {e}", path.display())))?;
     }
-    render::write_hlog(
+    let mut tagged = all.tagged();
+    for (rg, snap) in groups.iter().zip(&group_snaps) {
+        tagged.extend(
+            snap.tagged()
+                .into_iter()
+                .map(|(name, h)| (hlog::group_tag(&rg.name, &name), h)),
+        );
+    }
+    hlog::write(
         &opts.dir.join("histograms.hlog"),
         started_at,
         Duration::from_nanos(timeline_ns),
-        &all.histograms(),
+        &tagged,
     )
     .map_err(env)?;
     Ok(Outcome {
@@ -527,6 +588,78 @@ fn effective_network(sc: &Scenario) -> Network {
         }
     }
     n
+}
+
+/// Refuses shard options that cannot work: several shards each with a broker of its own, more
+/// shards than agents, a start a day or more away.
+fn check_shard(sc: &Scenario, shard: Shard, start_at: Option<SystemTime>) -> Result<(), String> {
+    if shard.is_part() && sc.service.broker.managed() {
+        return Err(format!(
+            "--shard {shard}: the shards of a run share one broker; give it with --broker mqtts://host:port (and --ca, --cert, --key), not {}",
+            sc.service.broker.name()
+        ));
+    }
+    if shard.count > sc.agent_count() {
+        return Err(format!(
+            "--shard {shard}: {} shards for {} agents; every shard needs at least one agent",
+            shard.count,
+            sc.agent_count()
+        ));
+    }
+    if let Some(at) = start_at {
+        if at
+            .duration_since(SystemTime::now())
+            .is_ok_and(|d| d > Duration::from_secs(86_400))
+        {
+            return Err(format!(
+                "--start-at {}: more than a day away",
+                humantime::format_rfc3339_seconds(at)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Waits until wall-clock `at` (showing why); returns the run start on the run clock and how
+/// late it is against `at` in seconds (0 when on time), or none on Ctrl-C.
+async fn wait_for(
+    at: SystemTime,
+    obs: &dyn Observer,
+    interrupt: &mut watch::Receiver<bool>,
+) -> Option<(u64, f64)> {
+    // Wake a little early and start on the run clock, which is finer than the sleep.
+    const EARLY: Duration = Duration::from_millis(100);
+    if let Ok(wait) = at.duration_since(SystemTime::now()) {
+        obs.phase(Phase::Waiting(format!(
+            "ready; waiting for the common start at {} (in {:.1} s)",
+            humantime::format_rfc3339_millis(at),
+            wait.as_secs_f64()
+        )));
+        if wait > EARLY {
+            tokio::select! {
+                _ = tokio::time::sleep(wait - EARLY) => {}
+                r = interrupt.wait_for(|i| *i) => if r.is_ok() { return None },
+            }
+        }
+    }
+    match at.duration_since(SystemTime::now()) {
+        Ok(rest) => Some((mono_ns() + rest.as_nanos() as u64, 0.0)),
+        Err(late) => {
+            let late = late.duration();
+            obs.phase(Phase::Waiting(format!(
+                "this shard is {:.1} s late for the common start at {}; its report says so",
+                late.as_secs_f64(),
+                humantime::format_rfc3339_millis(at)
+            )));
+            Some((mono_ns(), late.as_secs_f64()))
+        }
+    }
 }
 
 fn plan_wakeups(sc: &Scenario) -> Schedule {

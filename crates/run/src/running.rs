@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pushsim_agent::ids::site_agents;
 use pushsim_agent::SiteProgress;
 use pushsim_metrics::clock::mono_ns;
 use pushsim_metrics::Snapshot;
@@ -93,6 +92,8 @@ pub(crate) struct Running {
     external_tls: Option<ExternalTls>,
     plan: Plan,
     agents: u32,
+    /// The shard of the agents this run holds ([`crate::shard::Shard::WHOLE`] for a whole run).
+    pub(crate) shard: crate::shard::Shard,
     pki: files::PkiPaths,
     primary: SocketAddr,
     fallback: SocketAddr,
@@ -175,6 +176,7 @@ impl Running {
             external_tls: ExternalTls::of(&sc.service),
             plan,
             agents: sc.agent_count(),
+            shard: crate::shard::Shard::WHOLE,
             pki,
             primary: SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.primary_port)),
             fallback: SocketAddr::from((Ipv4Addr::LOCALHOST, sc.service.fallback_port)),
@@ -396,7 +398,9 @@ impl Running {
         let n = self.plan.sites;
         let profiles: Vec<_> = groups.iter().map(|g| g.profile.clone()).collect();
         for i in 0..n {
-            let agents: Vec<(u32, u16)> = site_agents(self.agents, i, n)
+            let agents: Vec<(u32, u16)> = self
+                .shard
+                .site_agents(self.agents, i, n)
                 .into_iter()
                 .map(|a| (a, group_of.get(a as usize).copied().unwrap_or(0)))
                 .collect();
