@@ -4,25 +4,11 @@
 //!
 //! Without mosquitto the tests say so and pass, unless `CI` is set (`.ci/run` installs it).
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::{get, n, pushsim, report, run_scenario};
-
-/// The mosquitto binary, as a run finds it.
-fn mosquitto() -> Option<PathBuf> {
-    let found = pushsim_run::mosquitto::binary().ok();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs mosquitto (apt-get install mosquitto)"
-        );
-        eprintln!("no mosquitto installed: test skipped");
-    }
-    found
-}
+use common::{get, mosquitto, n, own_broker, pushsim, report, run_scenario};
 
 fn roles(r: &serde_json::Value) -> Vec<String> {
     r["processes"]
@@ -95,68 +81,6 @@ async fn managed_mosquitto_is_the_service_and_restarts_for_an_outage() {
         .as_str()
         .unwrap()
         .contains("broker = \"mosquitto\""));
-}
-
-/// A mosquitto of the test's own with a PKI of the test's own, on a free loopback port; stopped
-/// when dropped.
-struct OwnBroker {
-    proc: std::process::Child,
-    port: u16,
-    files: pushsim_pki::files::PkiPaths,
-    client: (PathBuf, PathBuf),
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.proc.kill();
-        let _ = self.proc.wait();
-    }
-}
-
-fn own_broker(bin: &Path, dir: &Path) -> OwnBroker {
-    let ca = pushsim_pki::Ca::generate().unwrap();
-    let server = ca
-        .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
-        .unwrap();
-    let files = pushsim_pki::files::write(&dir.join("pki"), &ca, &server).unwrap();
-    let client = ca.issue_client("outsider").unwrap();
-    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
-    std::fs::write(&cert, client.cert_pem()).unwrap();
-    std::fs::write(&key, client.key_pem()).unwrap();
-    let port = pushsim_service::ports::free_ports(1).unwrap()[0].port();
-    let conf = dir.join("own.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\nallow_anonymous true\nlog_dest none\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-            files.ca_cert.display(),
-            files.server_cert.display(),
-            files.server_key.display()
-        ),
-    )
-    .unwrap();
-    let proc = std::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let broker = OwnBroker {
-        proc,
-        port,
-        files,
-        client: (cert, key),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mosquitto did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    broker
 }
 
 const SMALL: &str = r#"
