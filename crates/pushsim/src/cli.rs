@@ -24,6 +24,9 @@ pub enum Command {
     List,
     /// Runs a scenario (a built-in name or a TOML file) and writes its report.
     Scenario(ScenarioArgs),
+    /// Loads and validates scenarios without running them (exit 0 when all are valid, 2 when
+    /// not): a check before launching a long or sharded run.
+    Check(CheckArgs),
     /// Serves a Toxiproxy-compatible API whose proxies are pushsim middleboxes (Toxiproxy's
     /// toxics plus idle_drop, blackhole, close, refuse, swallow, max_connections).
     Toxiproxy(ToxiproxyArgs),
@@ -39,6 +42,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Built-in scenario names or scenario files.
+    #[arg(required = true)]
+    pub scenarios: Vec<String>,
+}
+
+#[derive(Debug, Default, Args)]
 pub struct ScenarioArgs {
     /// Built-in scenario name (see `pushsim list`) or path to a scenario file.
     pub scenario: String,

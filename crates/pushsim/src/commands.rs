@@ -1,4 +1,4 @@
-//! The commands: `list`, `scenario`, `pki` and `toxiproxy`.
+//! The commands: `list`, `scenario`, `check`, `pki` and `toxiproxy`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use pushsim_scenario::load::{source, validated};
 use pushsim_scenario::{parse, sweep, Scenario};
 use tokio::sync::watch;
 
-use crate::cli::{PkiArgs, ScenarioArgs, ToxiproxyArgs};
+use crate::cli::{CheckArgs, PkiArgs, ScenarioArgs, ToxiproxyArgs};
 use crate::progress::Bars;
 
 /// `pushsim list`: every built-in with its description.
@@ -121,6 +121,39 @@ pub fn scenario(args: ScenarioArgs) -> i32 {
             code
         }
     }
+}
+
+/// `pushsim check`: every scenario loaded and validated (a sweep's every value), nothing run;
+/// returns the exit code.
+pub fn check(args: CheckArgs) -> i32 {
+    let mut code = 0;
+    for name in args.scenarios {
+        let a = ScenarioArgs {
+            scenario: name,
+            ..Default::default()
+        };
+        match variants(&a) {
+            Ok((vs, origin, _)) => {
+                for v in vs {
+                    let sc = &v.scenario;
+                    println!(
+                        "ok  {origin}{}: {} agents in {} group(s), {}, {} SLO(s), broker {}",
+                        v.label.map(|l| format!(" ({l})")).unwrap_or_default(),
+                        sc.agent_count(),
+                        sc.resolved_groups().len(),
+                        sc.duration,
+                        sc.slo.len(),
+                        sc.service.broker.name()
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = 2;
+            }
+        }
+    }
+    code
 }
 
 /// `pushsim toxiproxy`: serves the Toxiproxy-compatible API until Ctrl-C; returns the exit code.

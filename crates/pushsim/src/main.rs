@@ -4,7 +4,7 @@
 //! # Layout
 //! - `main.rs`: parse, set up tracing, run the command, map the outcome to an exit code.
 //! - [`cli`]: the clap command line.
-//! - [`commands`]: `list`, `scenario`, `pki` and `toxiproxy`.
+//! - [`commands`]: `list`, `scenario`, `check`, `pki` and `toxiproxy`.
 //! - [`reports`]: `report render`, `report compare` and `report merge`.
 //! - [`progress`]: indicatif progress bars (on a terminal only).
 //!
@@ -33,6 +33,7 @@ fn main() {
         cli::Command::Child { role } => pushsim_run::child::main(&role),
         cli::Command::List => commands::list(),
         cli::Command::Scenario(args) => commands::scenario(args),
+        cli::Command::Check(args) => commands::check(args),
         cli::Command::Toxiproxy(args) => commands::toxiproxy(args),
         cli::Command::Pki(args) => commands::pki(args),
         cli::Command::Report(cli::ReportCommand::Render(args)) => reports::render(args),
