@@ -88,6 +88,7 @@ pub fn fmt(unit: Unit, v: f64) -> String {
         Unit::Count => fmt_count(v.round().max(0.0) as u64),
         Unit::Us => fmt_us(v.round().max(0.0) as u64),
         Unit::Secs => format!("{v:.2}s"),
+        Unit::Kib if v < 1024.0 => format!("{v:.1} KiB"),
         Unit::Kib => format!("{:.1} MiB", v / 1024.0),
     }
 }
@@ -224,14 +225,15 @@ fn figures(r: &RunReport) -> Figures {
             o.failed_attempts,
         );
     }
-    // Processes by role kind (`site-3` → `site`): CPU summed, peak RSS summed.
+    // Processes by role kind (`site-3` → `site`, a merge's `shard-1/site-0` too): CPU summed,
+    // peak RSS summed.
     let mut roles: std::collections::BTreeMap<String, (f64, f64, u64)> = Default::default();
     for p in &r.processes {
-        let kind = p
-            .role
+        let role = p.role.rsplit('/').next().unwrap_or(&p.role);
+        let kind = role
             .split(['-', ' ', '+'])
             .next()
-            .unwrap_or(&p.role)
+            .unwrap_or(role)
             .to_string();
         let e = roles.entry(kind).or_default();
         e.0 += p.cpu_s;
@@ -436,5 +438,35 @@ mod tests {
             !t.contains("wakeups.sent"),
             "unchanged rows are left out: {t}"
         );
+    }
+
+    #[test]
+    fn a_merged_run_compares_by_role_with_a_whole_one() {
+        let site = |role: &str, rss: u64| crate::model::ProcessStats {
+            role: role.into(),
+            cpu_s: 2.0,
+            peak_rss_kb: rss,
+            agents: 1000,
+            ..Default::default()
+        };
+        let whole = RunReport {
+            processes: vec![site("site-0", 40_000), site("site-1", 40_000)],
+            ..Default::default()
+        };
+        let merged = RunReport {
+            processes: vec![
+                site("shard-0/site-0", 30_000),
+                site("shard-1/site-0", 30_000),
+            ],
+            ..Default::default()
+        };
+        let rows = rows(&[&whole, &merged]);
+        let per_agent = rows
+            .iter()
+            .find(|r| r.name == "processes.site.rss_per_agent")
+            .expect("one site row for both");
+        assert_eq!(per_agent.values, vec![Some(40.0), Some(30.0)]);
+        assert!(!rows.iter().any(|r| r.name.starts_with("processes.shard")));
+        assert_eq!(fmt(Unit::Kib, 40.0), "40.0 KiB");
     }
 }
