@@ -224,3 +224,62 @@ async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shard_options_that_cannot_work_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, SCENARIO).unwrap();
+    let f = file.to_str().unwrap();
+    let bound = Duration::from_secs(30);
+    // Several shards, each with a broker of its own: not one run.
+    let (code, _, stderr) = pushsim(&["scenario", f, "--shard", "1/4"], bound).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--shard 1/4") && stderr.contains("--broker mqtts://"),
+        "{stderr}"
+    );
+    for (args, says) in [
+        (vec!["--shard", "4/4"], "i must be below N"),
+        (vec!["--shard", "x"], "a shard is i/N"),
+        (vec!["--start-at", "2026-01-01T00:00:00Z"], "--shard"),
+        (vec!["--shard", "0/1", "--start-at", "soon"], "RFC 3339"),
+        (
+            vec!["--shard", "0/1", "--start-at", "2999-01-01T00:00:00Z"],
+            "more than a day away",
+        ),
+    ] {
+        let mut a = vec!["scenario", f];
+        a.extend(&args);
+        let (code, _, stderr) = pushsim(&a, bound).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // More shards than agents, on an external broker (refused before it is looked up).
+    let (code, _, stderr) = pushsim(
+        &[
+            "scenario",
+            f,
+            "--agents",
+            "3",
+            "--shard",
+            "0/4",
+            "--broker",
+            "mqtts://localhost:1",
+            "--ca",
+            f,
+        ],
+        bound,
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("4 shards for 3 agents"), "{stderr}");
+    // `check` validates without running: this file is fine, a broken one is named.
+    let (code, stdout, _) = pushsim(&["check", f, "wakeup-latency"], bound).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("2000 agents in 2 group(s)"), "{stdout}");
+    std::fs::write(&file, SCENARIO.replace("agents = 500", "agents = 0")).unwrap();
+    let (code, _, stderr) = pushsim(&["check", f], bound).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("group[1].agents"), "{stderr}");
+}

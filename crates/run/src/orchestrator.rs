@@ -268,6 +268,9 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             Some(t) => t,
             None => {
                 run.stop_all(groups.len()).await;
+                if let Some(ext) = external {
+                    ext.close().await;
+                }
                 return Err(RunError::Interrupted);
             }
         },
