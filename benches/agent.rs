@@ -68,10 +68,12 @@ fn main() {
         .iter()
         .map(|p| num(p, "cpu_s") - num(p, "setup_cpu_s"))
         .sum();
-    let per_agent = |kib: f64| kib * 1.024 / f64::from(agents);
+    // /proc's "kB" are KiB; both units are printed.
+    let per_agent = |kib: f64| kib / f64::from(agents);
     println!(
-        "agent/idle_{agents}/rss_per_agent      {:.1} KB held (site RSS at the end / agents); {:.1} KB peak (during the connect storm)",
+        "agent/idle_{agents}/rss_per_agent      {:.1} KiB ({:.1} kB) held (site RSS at the end / agents); {:.1} KiB peak (during the connect storm)",
         per_agent(end_kb),
+        per_agent(end_kb) * 1.024,
         per_agent(peak_kb)
     );
     println!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use pushsim_metrics::clock::mono_ns as now_ns;
 use pushsim_scenario::IdleMode;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::proxy::{reset, sleep_until_ns, stopped, Inner, Tag, ORPHAN};
@@ -60,6 +60,7 @@ impl Queue {
 }
 
 /// How a connection ends.
+#[derive(Debug, PartialEq)]
 enum End {
     /// Both sides closed (FIN).
     Close,
@@ -278,10 +279,8 @@ pub(crate) async fn proxy(
         rng: rand::rngs::SmallRng::seed_from_u64(rules0.seed ^ info.id),
     };
     let mut rules = rules0;
-    let (mut ar, mut aw) = agent.split();
-    let (mut sr, mut sw) = server.split();
-    let mut ub = vec![0u8; CHUNK];
-    let mut db = vec![0u8; CHUNK];
+    let (ar, mut aw) = agent.split();
+    let (sr, mut sw) = server.split();
     let mut orphan_until: Option<tokio::time::Instant> = None;
     let end = loop {
         let now = now_ns();
@@ -313,28 +312,30 @@ pub(crate) async fn proxy(
             orphan_until.get_or_insert(tokio::time::Instant::now() + ORPHAN);
         }
         tokio::select! {
-            r = ar.read(&mut ub), if read_up => {
+            r = ar.readable(), if read_up => {
                 let now = now_ns();
-                match r {
-                    Ok(n) if n > 0 => if let Some(end) = c.on_chunk(&rules, Dir::Up, &ub[..n], now) { break end },
-                    _ => {
+                match read_chunk(&ar, r, |data| c.on_chunk(&rules, Dir::Up, data, now)) {
+                    Got::Chunk(None) | Got::Nothing => {}
+                    Got::Chunk(Some(end)) => break end,
+                    got => {
                         // The agent closed: if its path was broken, this is when it gave up.
                         c.noticed(now);
-                        if !c.cut() { break if r.is_err() { End::Reset } else { End::Close } }
+                        if !c.cut() { break if got == Got::Reset { End::Reset } else { End::Close } }
                         c.q[0].eof = true;
                         if c.q[1].eof { break End::Close }
                     }
                 }
             }
-            r = sr.read(&mut db), if read_down => {
+            r = sr.readable(), if read_down => {
                 let now = now_ns();
-                match r {
-                    Ok(n) if n > 0 => if let Some(end) = c.on_chunk(&rules, Dir::Down, &db[..n], now) { break end },
-                    _ => {
+                match read_chunk(&sr, r, |data| c.on_chunk(&rules, Dir::Down, data, now)) {
+                    Got::Chunk(None) | Got::Nothing => {}
+                    Got::Chunk(Some(end)) => break end,
+                    got => {
                         if !c.cut() {
                             // Pass the close on after what is still queued for the agent.
                             let _ = flush_all(&mut c.q[1], &mut aw).await;
-                            break if r.is_err() { End::Reset } else { End::Close };
+                            break if got == Got::Reset { End::Reset } else { End::Close };
                         }
                         c.q[1].eof = true;
                         if c.q[0].eof { break End::Close }
@@ -364,6 +365,39 @@ pub(crate) async fn proxy(
             let _ = aw.shutdown().await;
             let _ = sw.shutdown().await;
         }
+    }
+}
+
+/// What one read of a side found.
+#[derive(Debug, PartialEq)]
+enum Got {
+    /// A chunk, handed to the rules: `Some` when they end the connection.
+    Chunk(Option<End>),
+    /// Readiness without data (another wake-up took it); read again later.
+    Nothing,
+    /// The side sent FIN.
+    Closed,
+    /// The side reset or failed.
+    Reset,
+}
+
+/// Reads one chunk from a side that polled readable (`ready`) into a buffer on this call's
+/// stack and hands it to `rules`. The buffer lives only here, never in the connection's task
+/// across an await: an idle tunnel holds no read buffers (10,000 tunnels: 20 MB less).
+fn read_chunk(
+    side: &tokio::net::tcp::ReadHalf<'_>,
+    ready: io::Result<()>,
+    rules: impl FnOnce(&[u8]) -> Option<End>,
+) -> Got {
+    if ready.is_err() {
+        return Got::Reset;
+    }
+    let mut buf = [0u8; CHUNK];
+    match side.try_read(&mut buf) {
+        Ok(0) => Got::Closed,
+        Ok(n) => Got::Chunk(rules(&buf[..n])),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Got::Nothing,
+        Err(_) => Got::Reset,
     }
 }
 
