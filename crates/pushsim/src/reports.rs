@@ -131,6 +131,17 @@ fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
 /// inputs are not every shard of one run, 3 when a shard stopped early or the report cannot be
 /// written.
 pub fn merge(args: MergeArgs) -> i32 {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(d) = args.shards.iter().find(|d| same(d, &args.out)) {
+        eprintln!(
+            "error: --out {} is one of the shards' folders: the merge would overwrite that shard's report; give another folder",
+            d.display()
+        );
+        return 2;
+    }
     let inputs: anyhow::Result<Vec<ShardRun>> = args.shards.iter().map(|d| read_shard(d)).collect();
     let shards = match inputs {
         Ok(s) => s,

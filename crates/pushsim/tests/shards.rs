@@ -214,6 +214,16 @@ async fn four_shards_against_one_mosquitto_merge_into_one_run() {
     let (code, _, stderr) = pushsim(&merge_args(&dirs[..3], &out), Duration::from_secs(30)).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("shard 3/4 missing"), "{stderr}");
+    let (code, _, stderr) = pushsim(&merge_args(&dirs, &dirs[1]), Duration::from_secs(30)).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("would overwrite"), "{stderr}");
+    assert_eq!(
+        n(
+            &report(&Path::new(&dirs[1]).join("report.json")),
+            "shard.index"
+        ),
+        1
+    );
 }
 
 /// Awaits every task, in order.
