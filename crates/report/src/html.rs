@@ -512,6 +512,14 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
             tr { td.l { "processes" } td.l { (r.plan.sites) " sites · " (r.plan.edges) " edges · " (r.plan.broker_listeners) " broker listeners · open files " (n(r.plan.nofile_limit)) } }
             tr { td.l { "machine" } td.l { (r.machine.cores) " cores · " (r.machine.cpu) " · " (n(r.machine.memory_mib)) " MiB · kernel " (r.machine.kernel) " · open files (hard) " (n(r.machine.nofile_hard)) } }
         }
+        @if let Some(sh) = &r.shard {
+            h3 id="shard" { "This shard" }
+            (shards_table(std::slice::from_ref(sh)))
+        }
+        @if !r.shards.is_empty() {
+            h3 id="shards-table" { "Shards merged" }
+            (shards_table(&r.shards))
+        }
         h3 { "Scenario as run" }
         @if r.scenario.text.is_empty() {
             p { "Not in this report.json (written before the scenario text was kept); see scenario.toml beside it." }
@@ -520,6 +528,25 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
         }
     };
     Ok(document(&format!("pushsim · {}", r.scenario.name), body))
+}
+
+/// Shards: index, agents, host, the common start and how late each started.
+fn shards_table(shards: &[crate::model::ShardInfo]) -> Markup {
+    html! {
+        table {
+            tr { th { "shard" } th { "agents" } th { "host" } th { "common start" } th { "timeline started (UTC ms)" } th { "late" } }
+            @for s in shards {
+                tr {
+                    td.l { (s.index) "/" (s.count) }
+                    td { (n(s.agents)) }
+                    td.l { (s.host) }
+                    td.l { (s.start_at.as_deref().unwrap_or("-")) }
+                    td { (s.t0_unix_ms) }
+                    td { (if s.late_s > 0.0 { format!("{:.1} s", s.late_s) } else { "-".into() }) }
+                }
+            }
+        }
+    }
 }
 
 fn secs(v: Option<f64>) -> String {

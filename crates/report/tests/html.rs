@@ -284,6 +284,38 @@ fn the_run_page_has_the_verdict_first_every_chart_and_escapes_user_text() {
 }
 
 #[test]
+fn a_shard_says_it_is_one_and_a_merge_lists_its_shards() {
+    use pushsim_report::model::ShardInfo;
+    let info = |index, late_s| ShardInfo {
+        index,
+        count: 2,
+        agents: 500,
+        start_at: Some("2026-12-05T10:00:00.000Z".into()),
+        t0_unix_ms: 1_796_464_800_000,
+        late_s,
+        host: "pod-<1>".into(),
+    };
+    let mut shard = fixed();
+    shard.slos.clear();
+    shard.shard = Some(info(1, 0.0));
+    let doc = Html::parse_document(&page(&shard).expect("renders"));
+    assert_eq!(text(&select(&doc, "#verdict")[0]), "SHARD");
+    assert!(
+        text(&select(&doc, "#shards")[0]).contains("shard    1/2 · 500 agents · started on time")
+    );
+    let row = text(&select(&doc, "#shard + table")[0]);
+    assert!(row.contains("1/2") && row.contains("pod-<1>"), "{row}");
+
+    let mut merged = fixed();
+    merged.shards = vec![info(0, 0.0), info(1, 2.5)];
+    let doc = Html::parse_document(&page(&merged).expect("renders"));
+    assert!(text(&select(&doc, "#shards")[0]).contains("late: 1 by 2.5 s"));
+    let rows = select(&doc, "#shards-table + table tr");
+    assert_eq!(rows.len(), 3, "a header and one row per shard");
+    assert!(text(&rows[2]).contains("2.5 s"));
+}
+
+#[test]
 fn the_comparison_page_marks_regressions_against_the_first_run() {
     let base = fixed();
     let mut worse = fixed();
