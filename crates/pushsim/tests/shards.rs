@@ -150,6 +150,12 @@ async fn four_shards_against_one_mosquitto_merge_into_one_run() {
     }
     assert_eq!(n(&m, "agents.configured"), AGENTS);
     assert_eq!(n(&m, "groups.big.agents.configured"), 1_500);
+    assert_eq!(n(&m, "agents.connected_peak"), AGENTS);
+    assert_eq!(
+        n(&m, "groups.big.agents.connected_peak"),
+        1_500,
+        "the merged group timeline's peak"
+    );
     assert_eq!(
         n(&m, "agents.connected_end"),
         AGENTS,

@@ -254,6 +254,7 @@ impl RunReport {
                     latency_us: latencies(&g.merged),
                     paths: p,
                     distributions: distributions(&g.merged),
+                    connected_per_s: g.merged.timeline.connected(),
                 },
             );
         }

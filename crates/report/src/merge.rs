@@ -179,9 +179,9 @@ fn histograms(shards: &[ShardRun], prefix: &str) -> Snapshot {
 /// Merges every shard of one run into its report, the `slos` evaluated on it.
 ///
 /// Alignment: shard timelines are laid on the earliest shard's start, each shifted by its own
-/// start (`t0_unix_ms`) rounded to the second. Per group, `connected_peak` is the sum of the
-/// shards' peaks (an upper bound: group timelines are not in report.json); for the whole run it
-/// is the peak of the merged timeline.
+/// start (`t0_unix_ms`) rounded to the second; peaks (`connected_peak`, whole and per group)
+/// are those of the merged timelines. A shard report without per-group timelines (older
+/// pushsim) leaves the group's peak at the sum of the shards' peaks, an upper bound.
 pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<RunReport, MergeError> {
     let shards = check(shards)?;
     let infos: Vec<ShardInfo> = shards
@@ -231,6 +231,13 @@ pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<RunReport, MergeErro
             add_agents(&mut mine.agents, &g.agents);
             mine.wakeups.add(&g.wakeups);
             mine.paths.add(&g.paths);
+            let at = off as usize;
+            if mine.connected_per_s.len() < at + g.connected_per_s.len() {
+                mine.connected_per_s.resize(at + g.connected_per_s.len(), 0);
+            }
+            for (t, c) in g.connected_per_s.iter().enumerate() {
+                mine.connected_per_s[at + t] += c;
+            }
         }
         r.processes.extend(x.processes.iter().map(|p| ProcessStats {
             role: format!("shard-{}/{}", i.index, p.role),
@@ -273,6 +280,9 @@ pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<RunReport, MergeErro
     r.latency_us = latencies(&all);
     r.distributions = distributions(&all);
     for (name, g) in r.groups.iter_mut() {
+        if let Some(peak) = g.connected_per_s.iter().max() {
+            g.agents.connected_peak = *peak;
+        }
         let h = histograms(&shards, &hlog::group_tag(name, ""));
         g.latency_us = latencies(&h);
         g.distributions = distributions(&h);
@@ -312,8 +322,12 @@ mod tests {
         report.groups.insert(
             "g".into(),
             GroupReport {
-                agents: report.agents,
+                agents: AgentCounts {
+                    connected_peak: 10,
+                    ..report.agents
+                },
                 wakeups: report.wakeups,
+                connected_per_s: vec![10, 10, 10],
                 ..Default::default()
             },
         );
@@ -343,7 +357,11 @@ mod tests {
     #[test]
     fn counts_add_histograms_add_and_timelines_align() {
         let a = shard(0, 2, 10_000, &[100, 200, 300]);
-        let b = shard(1, 2, 11_000, &[5_000, 6_000]);
+        let mut b = shard(1, 2, 11_000, &[5_000, 6_000]);
+        // b's group connects late: its peak coincides with a's only when aligned.
+        if let Some(g) = b.report.groups.get_mut("g") {
+            g.connected_per_s = vec![0, 0, 10];
+        }
         let mut raw = Histo::new();
         for v in [100, 200, 300, 5_000, 6_000] {
             raw.record(v);
@@ -363,6 +381,11 @@ mod tests {
         let connected: Vec<u64> = m.timeline.iter().map(|p| p.connected).collect();
         assert_eq!(connected, [10, 20, 20, 10]);
         assert_eq!(m.agents.connected_peak, 20);
+        assert_eq!(m.groups["g"].connected_per_s, [10, 10, 10, 10]);
+        assert_eq!(
+            m.groups["g"].agents.connected_peak, 10,
+            "the merged group timeline's peak, not the sum of the shards' peaks"
+        );
         assert_eq!(m.duration_s, 4.0);
         assert_eq!(m.shards.iter().map(|s| s.index).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(m.processes[1].role, "shard-1/site-0");

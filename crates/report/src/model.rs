@@ -324,6 +324,10 @@ pub struct GroupReport {
     /// Percentile distributions of the group's latency histograms.
     #[serde(default)]
     pub distributions: Distributions,
+    /// The group's agents connected at the end of each second (the run's `timeline` seconds);
+    /// merges take the group's peak from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected_per_s: Vec<u64>,
 }
 
 /// Reconnection after one service outage. Times are seconds from the outage's start; a

@@ -64,6 +64,7 @@ fn group(agents: u64, p50: u64) -> GroupReport {
             ("wakeup_cold".to_string(), dist(p50 * 20, p50 * 90)),
             ("connect".to_string(), dist(3_000, 20_000)),
         ]),
+        connected_per_s: vec![agents / 2, agents],
     }
 }
 
