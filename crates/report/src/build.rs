@@ -50,7 +50,7 @@ pub struct Inputs<'a> {
     /// Process layout.
     pub plan: Plan,
     /// Per group.
-    pub groups: Vec<GroupInput>,
+    pub groups: &'a [GroupInput],
     /// What the console recorded itself (wake-ups sent per second).
     pub console: &'a Snapshot,
     /// The run start, ns on the run clock.
@@ -241,7 +241,7 @@ impl RunReport {
         let mut paths = Paths::default();
         let mut connected_end = 0;
         let mut groups = BTreeMap::new();
-        for g in &i.groups {
+        for g in i.groups {
             wakeups.add(&g.wakeups);
             let p = Paths::from_counts(g.paths);
             paths.add(&p);

@@ -97,7 +97,8 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
     let total = sc.agent_count();
     let shard = opts.shard.unwrap_or(Shard::WHOLE);
-    check_shard(&sc, shard, opts.start_at)
+    shard
+        .check(total, &sc.service.broker, opts.start_at, SystemTime::now())
         .map_err(|e| RunError::Usage(format!("{origin}: {e}")))?;
     // This process's agents: all of them, or its shard's.
     let mine = shard.agents(total);
@@ -379,6 +380,16 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
 
     // Accounting, per group.
     let late_after = sc.wakeups.late_after.as_us();
+    // This process's agents per group (the scenario's counts for a whole run).
+    let mut configured = vec![0u64; groups.len()];
+    for &a in &mine {
+        if let Some(c) = group_of
+            .get(a as usize)
+            .and_then(|&g| configured.get_mut(usize::from(g)))
+        {
+            *c += 1;
+        }
+    }
     let group_inputs: Vec<GroupInput> = {
         let l = lock(&ledger);
         groups
@@ -399,17 +410,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
                 );
                 GroupInput {
                     name: rg.name.clone(),
-                    configured: if shard.is_part() {
-                        mine.iter()
-                            .filter(|&&a| {
-                                group_of
-                                    .get(a as usize)
-                                    .is_some_and(|&x| usize::from(x) == g)
-                            })
-                            .count() as u64
-                    } else {
-                        u64::from(rg.count)
-                    },
+                    configured: configured[g],
                     merged,
                     wakeups,
                     connected_end: collected.groups[g].connected,
@@ -457,7 +458,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             broker_listeners: plan.broker_listeners,
             nofile_limit: plan.nofile,
         },
-        groups: group_inputs,
+        groups: &group_inputs,
         console: &console_snap,
         t0_ns: t0,
         outages,
@@ -483,17 +484,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
         }),
     });
     // The histograms of the whole run and of each group, for histograms.hlog.
-    let group_snaps: Vec<Snapshot> = collected
-        .groups
-        .iter()
-        .zip(&answers)
-        .map(|(g, a)| {
-            let mut m = Snapshot::merged(g.snapshots.iter());
-            m.merge(&lock(a).snapshot());
-            m
-        })
-        .collect();
-    let all = Snapshot::merged(group_snaps.iter());
+    let all = Snapshot::merged(group_inputs.iter().map(|g| &g.merged));
     render::write_json(&report, &opts.dir.join("report.json")).map_err(env)?;
     render::write_html(&report, &opts.dir.join("report.html")).map_err(env)?;
     if let Some(p) = proxy.filter(|p| p.url.is_none()) {
@@ -509,11 +500,12 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             .map_err(|e| env(format!("cannot write {}: {e}", path.display())))?;
     }
     let mut tagged = all.tagged();
-    for (rg, snap) in groups.iter().zip(&group_snaps) {
+    for g in &group_inputs {
         tagged.extend(
-            snap.tagged()
+            g.merged
+                .tagged()
                 .into_iter()
-                .map(|(name, h)| (hlog::group_tag(&rg.name, &name), h)),
+                .map(|(name, h)| (hlog::group_tag(&g.name, &name), h)),
         );
     }
     hlog::write(
@@ -591,36 +583,6 @@ fn effective_network(sc: &Scenario) -> Network {
         }
     }
     n
-}
-
-/// Refuses shard options that cannot work: several shards each with a broker of its own, more
-/// shards than agents, a start a day or more away.
-fn check_shard(sc: &Scenario, shard: Shard, start_at: Option<SystemTime>) -> Result<(), String> {
-    if shard.is_part() && sc.service.broker.managed() {
-        return Err(format!(
-            "--shard {shard}: the shards of a run share one broker; give it with --broker mqtts://host:port (and --ca, --cert, --key), not {}",
-            sc.service.broker.name()
-        ));
-    }
-    if shard.count > sc.agent_count() {
-        return Err(format!(
-            "--shard {shard}: {} shards for {} agents; every shard needs at least one agent",
-            shard.count,
-            sc.agent_count()
-        ));
-    }
-    if let Some(at) = start_at {
-        if at
-            .duration_since(SystemTime::now())
-            .is_ok_and(|d| d > Duration::from_secs(86_400))
-        {
-            return Err(format!(
-                "--start-at {}: more than a day away",
-                humantime::format_rfc3339_seconds(at)
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

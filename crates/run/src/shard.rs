@@ -1,4 +1,5 @@
-//! Shards: one run's agents split over processes or machines (`--shard i/N`), pure.
+//! Shards: one run's agents split over processes or machines (`--shard i/N`), pure: which
+//! agents a shard runs, and which shard options cannot work.
 //!
 //! Agents are dealt round-robin by run index, the same way a run deals its agents to its site
 //! processes: shard `i` of `N` holds the indices `i, i + N, i + 2N, …`, and its site `j` of `m`
@@ -8,8 +9,13 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 use pushsim_agent::ids::site_agents;
+use pushsim_scenario::Broker;
+
+/// The furthest ahead a common start may be.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
 
 /// Shard `index` of `count` (from 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,37 @@ impl Shard {
     /// This shard's run indices, of `total` in the whole run.
     pub fn agents(&self, total: u32) -> Vec<u32> {
         site_agents(total, self.index, self.count)
+    }
+
+    /// Refuses what cannot work, before anything starts: several shards each with a broker of
+    /// its own, more shards than the run's `agents`, a common start a day or more after `now`.
+    pub fn check(
+        self,
+        agents: u32,
+        broker: &Broker,
+        start_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        if self.is_part() && broker.managed() {
+            return Err(format!(
+                "--shard {self}: the shards of a run share one broker; give it with --broker mqtts://host:port (and --ca, --cert, --key), not {broker}"
+            ));
+        }
+        if self.count > agents {
+            return Err(format!(
+                "--shard {self}: {} shards for {agents} agents; every shard needs at least one agent",
+                self.count
+            ));
+        }
+        if let Some(at) = start_at {
+            if at.duration_since(now).is_ok_and(|d| d > MAX_WAIT) {
+                return Err(format!(
+                    "--start-at {}: more than a day away",
+                    humantime::format_rfc3339_seconds(at)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The run indices of this shard's site `site` of `sites`.
@@ -90,6 +127,33 @@ mod tests {
             let e = bad.parse::<Shard>().unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn options_that_cannot_work_are_refused() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ext: Broker = "mqtts://localhost:8883".to_string().try_into().unwrap();
+        let part = Shard { index: 1, count: 4 };
+        assert_eq!(part.check(100, &ext, None, now), Ok(()));
+        let e = part.check(100, &Broker::Mosquitto, None, now).unwrap_err();
+        assert!(
+            e.contains("share one broker") && e.contains("mosquitto"),
+            "{e}"
+        );
+        assert_eq!(Shard::WHOLE.check(100, &Broker::Rumqttd, None, now), Ok(()));
+        let e = part.check(3, &ext, None, now).unwrap_err();
+        assert!(e.contains("4 shards for 3 agents"), "{e}");
+        let soon = Some(now + Duration::from_secs(3_600));
+        let late = Some(now - Duration::from_secs(3_600));
+        let far = Some(now + Duration::from_secs(2 * 86_400));
+        assert_eq!(part.check(100, &ext, soon, now), Ok(()));
+        assert_eq!(
+            part.check(100, &ext, late, now),
+            Ok(()),
+            "late is run and reported"
+        );
+        let e = part.check(100, &ext, far, now).unwrap_err();
+        assert!(e.contains("more than a day away"), "{e}");
     }
 
     #[test]
