@@ -172,12 +172,6 @@ pub fn merge(args: MergeArgs) -> i32 {
         }
         None => Vec::new(),
     };
-    let mut sums: BTreeMap<String, Histo> = BTreeMap::new();
-    for s in &shards {
-        for (tag, h) in &s.histograms {
-            sums.entry(tag.clone()).or_default().add(h);
-        }
-    }
     let merged = match pushsim_report::merge::merge(shards, &slos) {
         Ok(r) => r,
         Err(e) => {
@@ -185,6 +179,7 @@ pub fn merge(args: MergeArgs) -> i32 {
             return 2;
         }
     };
+    let (sums, merged) = (merged.histograms, merged.report);
     if let Err(e) = write_merged(&merged, &sums, &args.out) {
         eprintln!("error: {e:#}");
         return 3;

@@ -160,17 +160,21 @@ fn add_proxy(a: &mut ProxyReport, o: &ProxyReport) {
     a.max_open += o.max_open;
 }
 
-/// The histograms under `prefix` (`""` for the whole run, `group.<g>.` for a group), added
-/// over every shard.
-fn histograms(shards: &[ShardRun], prefix: &str) -> Snapshot {
+/// A merged run: its report and its histograms by interval-log tag (for histograms.hlog).
+#[derive(Debug)]
+pub struct Merged {
+    /// The whole run's report, SLOs evaluated.
+    pub report: RunReport,
+    /// Every tag's histogram, added over the shards.
+    pub histograms: BTreeMap<String, Histo>,
+}
+
+/// The histograms under `prefix` (`""` for the whole run, `group.<g>.` for a group).
+fn snapshot(sums: &BTreeMap<String, Histo>, prefix: &str) -> Snapshot {
     let mut s = Snapshot::default();
-    for sh in shards {
-        for (tag, h) in &sh.histograms {
-            if let Some(name) = tag.strip_prefix(prefix) {
-                if let Some(mine) = s.tagged_mut(name) {
-                    mine.add(h);
-                }
-            }
+    for (tag, h) in sums {
+        if let Some(mine) = tag.strip_prefix(prefix).and_then(|n| s.tagged_mut(n)) {
+            mine.add(h);
         }
     }
     s
@@ -182,7 +186,7 @@ fn histograms(shards: &[ShardRun], prefix: &str) -> Snapshot {
 /// start (`t0_unix_ms`) rounded to the second; peaks (`connected_peak`, whole and per group)
 /// are those of the merged timelines. A shard report without per-group timelines (older
 /// pushsim) leaves the group's peak at the sum of the shards' peaks, an upper bound.
-pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<RunReport, MergeError> {
+pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<Merged, MergeError> {
     let shards = check(shards)?;
     let infos: Vec<ShardInfo> = shards
         .iter()
@@ -276,20 +280,29 @@ pub fn merge(shards: Vec<ShardRun>, slos: &[Slo]) -> Result<RunReport, MergeErro
         r.recovery = first.recovery.clone();
     }
     r.stopped_early = (!stopped.is_empty()).then(|| stopped.join("; "));
-    let all = histograms(&shards, "");
+    let mut sums: BTreeMap<String, Histo> = BTreeMap::new();
+    for sh in &shards {
+        for (tag, h) in &sh.histograms {
+            sums.entry(tag.clone()).or_default().add(h);
+        }
+    }
+    let all = snapshot(&sums, "");
     r.latency_us = latencies(&all);
     r.distributions = distributions(&all);
     for (name, g) in r.groups.iter_mut() {
         if let Some(peak) = g.connected_per_s.iter().max() {
             g.agents.connected_peak = *peak;
         }
-        let h = histograms(&shards, &hlog::group_tag(name, ""));
+        let h = snapshot(&sums, &hlog::group_tag(name, ""));
         g.latency_us = latencies(&h);
         g.distributions = distributions(&h);
     }
     r.shards = infos;
     r.slos = slo::evaluate(&r, slos);
-    Ok(r)
+    Ok(Merged {
+        report: r,
+        histograms: sums,
+    })
 }
 
 #[cfg(test)]
@@ -371,6 +384,8 @@ mod tests {
             .map(|s| s.parse().unwrap())
             .collect();
         let m = merge(vec![b, a], &slos).unwrap();
+        assert_eq!(m.histograms["wakeup"].summary(), raw.summary());
+        let m = m.report;
         assert_eq!(m.agents.configured, 20);
         assert_eq!(m.agents.connected_end, 18);
         assert_eq!(m.wakeups.sent, 5);
