@@ -65,6 +65,22 @@ pub fn write(dir: &Path, ca: &Ca, server: &Identity) -> Result<PkiPaths, PkiErro
     Ok(p)
 }
 
+/// Writes `id` as `<name>.pem` and `<name>.key` (0600) into `dir` (which must exist); returns
+/// the two paths (e.g. the client certificate every agent presents to a broker of your own).
+pub fn write_identity(
+    dir: &Path,
+    name: &str,
+    id: &Identity,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    write_file(&cert, &id.cert_pem(), 0o644)?;
+    write_file(&key, &id.key_pem(), 0o600)?;
+    Ok((cert, key))
+}
+
 fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(io(path))
 }
@@ -108,7 +124,12 @@ mod tests {
             .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
             .unwrap();
         let p = write(dir.path(), &ca, &server).unwrap();
-        for key in [&p.ca_key, &p.server_key] {
+        let client = ca.issue_client("agents").unwrap();
+        let (cert, client_key) = write_identity(dir.path(), "client", &client).unwrap();
+        assert!(fs::read_to_string(cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
+        for key in [&p.ca_key, &p.server_key, &client_key] {
             assert_eq!(
                 fs::metadata(key).unwrap().permissions().mode() & 0o777,
                 0o600

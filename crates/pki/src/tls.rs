@@ -21,9 +21,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, PkiError> {
+fn roots(
+    cas: impl IntoIterator<Item = CertificateDer<'static>>,
+) -> Result<Arc<RootCertStore>, PkiError> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca.clone())?;
+    for ca in cas {
+        roots.add(ca)?;
+    }
     Ok(Arc::new(roots))
 }
 
@@ -35,7 +39,8 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = provider();
     let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone()).build()?;
+        WebPkiClientVerifier::builder_with_provider(roots([ca.clone()])?, provider.clone())
+            .build()?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
@@ -61,17 +66,12 @@ impl ClientTls {
     /// Clients that trust every certificate in `cas`.
     pub fn with_roots(cas: Vec<CertificateDer<'static>>) -> Result<Self, PkiError> {
         let provider = provider();
-        let mut roots = RootCertStore::empty();
-        for ca in cas {
-            roots.add(ca)?;
-        }
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| PkiError::Pem {
-                    path: "CA".into(),
-                    why: e.to_string(),
-                })?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots(cas)?, provider.clone())
+            .build()
+            .map_err(|e| PkiError::Pem {
+                path: "CA".into(),
+                why: e.to_string(),
+            })?;
         Ok(Self { provider, verifier })
     }
 

@@ -207,9 +207,7 @@ pub fn pki(args: PkiArgs) -> i32 {
         let server = ca.issue_server(&names, &ips)?;
         let paths = pushsim_pki::files::write(&args.dir, &ca, &server)?;
         let client = ca.issue_client("pushsim-agents")?;
-        let (cert, key) = (args.dir.join("client.pem"), args.dir.join("client.key"));
-        pushsim_pki::files::write_file(&cert, &client.cert_pem(), 0o644)?;
-        pushsim_pki::files::write_file(&key, &client.key_pem(), 0o600)?;
+        let (cert, key) = pushsim_pki::files::write_identity(&args.dir, "client", &client)?;
         println!("CA       {}", paths.ca_cert.display());
         println!(
             "server   {} {} (for {})",

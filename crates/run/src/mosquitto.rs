@@ -83,6 +83,18 @@ pub(crate) fn config(
     c
 }
 
+/// Writes [`config`] for this process's user to `path`.
+pub fn write_config(
+    path: &Path,
+    listeners: [SocketAddr; 2],
+    pki: &PkiPaths,
+    log: &Path,
+) -> Result<(), RunError> {
+    let as_root = rustix::process::geteuid().is_root();
+    std::fs::write(path, config(listeners[0], listeners[1], pki, log, as_root))
+        .map_err(|e| env(format!("{}: {e}", path.display())))
+}
+
 /// The last `n` lines of `path` (for an error message), or nothing.
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -103,12 +115,7 @@ pub(crate) async fn start(
     let bin = binary()?;
     let conf = dir.join("mosquitto.conf");
     let log = dir.join("mosquitto.log");
-    let as_root = rustix::process::geteuid().is_root();
-    std::fs::write(
-        &conf,
-        config(listeners[0], listeners[1], pki, &log, as_root),
-    )
-    .map_err(|e| env(format!("{}: {e}", conf.display())))?;
+    write_config(&conf, listeners, pki, &log)?;
     // What it says before its log is open (config errors, warnings) goes to the log too.
     let stderr = std::fs::OpenOptions::new()
         .create(true)

@@ -115,6 +115,8 @@ impl Drop for OwnBroker {
     }
 }
 
+/// Its configuration is the one a run writes for a managed mosquitto; the test uses the first
+/// of its two listeners.
 pub fn own_broker(bin: &Path, dir: &Path) -> OwnBroker {
     let ca = pushsim_pki::Ca::generate().unwrap();
     let server = ca
@@ -122,20 +124,15 @@ pub fn own_broker(bin: &Path, dir: &Path) -> OwnBroker {
         .unwrap();
     let files = pushsim_pki::files::write(&dir.join("pki"), &ca, &server).unwrap();
     let client = ca.issue_client("outsider").unwrap();
-    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
-    std::fs::write(&cert, client.cert_pem()).unwrap();
-    std::fs::write(&key, client.key_pem()).unwrap();
-    let port = pushsim_service::ports::free_ports(1).unwrap()[0].port();
+    let client = pushsim_pki::files::write_identity(dir, "client", &client).unwrap();
+    let listeners = pushsim_service::ports::free_ports(2).unwrap();
+    let port = listeners[0].port();
     let conf = dir.join("own.conf");
-    std::fs::write(
+    pushsim_run::mosquitto::write_config(
         &conf,
-        format!(
-            "user root\nallow_anonymous true\nlog_dest none\nmax_connections -1\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-            files.ca_cert.display(),
-            files.server_cert.display(),
-            files.server_key.display()
-        ),
+        [listeners[0], listeners[1]],
+        &files,
+        &dir.join("own.log"),
     )
     .unwrap();
     let proc = std::process::Command::new(bin)
@@ -148,7 +145,7 @@ pub fn own_broker(bin: &Path, dir: &Path) -> OwnBroker {
         proc,
         port,
         files,
-        client: (cert, key),
+        client,
     };
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
