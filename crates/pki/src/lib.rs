@@ -7,11 +7,13 @@
 //! - [`files`]: writing the CA and identities into the run folder (keys 0600) and reading them.
 //! - [`external`]: the client configuration for an external broker, from the user's PEM files.
 //! - [`tls`]: rustls `ServerConfig` (client certificates required) and `ClientConfig` builders.
+//! - [`verdict`]: one verdict on the service's certificate chain for all agents of a process.
 
 pub mod ca;
 pub mod external;
 pub mod files;
 pub mod tls;
+pub mod verdict;
 
 pub use ca::{Ca, Identity};
 

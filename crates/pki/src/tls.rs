@@ -1,6 +1,8 @@
 //! rustls configurations from the run's PKI. One crypto provider (ring) everywhere; TLS 1.3
 //! preferred, 1.2 allowed. Session resumption is off on both sides: every connect is a full
 //! handshake with client-certificate verification, as a fleet of agents after a restart does.
+//! The clients of one process share one verdict on the service's chain ([`SharedVerdict`]); each
+//! handshake still checks the server's signature over its own transcript.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::ca::Identity;
+use crate::verdict::SharedVerdict;
 use crate::PkiError;
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -50,11 +53,12 @@ pub fn server_config(
 }
 
 /// What every client configuration of one process shares: the provider and the verifier of
-/// the service's certificate. Build it once; [`ClientTls::config`] per identity.
+/// the service's certificate, with its remembered verdicts. Build it once;
+/// [`ClientTls::config`] per identity.
 #[derive(Clone)]
 pub struct ClientTls {
     provider: Arc<CryptoProvider>,
-    verifier: Arc<WebPkiServerVerifier>,
+    verifier: Arc<SharedVerdict>,
 }
 
 impl ClientTls {
@@ -72,7 +76,10 @@ impl ClientTls {
                 path: "CA".into(),
                 why: e.to_string(),
             })?;
-        Ok(Self { provider, verifier })
+        Ok(Self {
+            provider,
+            verifier: Arc::new(SharedVerdict::new(verifier)),
+        })
     }
 
     /// A configuration presenting `id` as client certificate. Build it once per identity and
@@ -89,7 +96,8 @@ impl ClientTls {
     ) -> Result<Arc<ClientConfig>, PkiError> {
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)?
-            .with_webpki_verifier(self.verifier.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
             .with_client_auth_cert(chain, key)?;
         cfg.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(cfg))
@@ -100,7 +108,8 @@ impl ClientTls {
     pub fn config_without_cert(&self) -> Result<Arc<ClientConfig>, PkiError> {
         let cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(VERSIONS)?
-            .with_webpki_verifier(self.verifier.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(self.verifier.clone())
             .with_no_client_auth();
         Ok(Arc::new(cfg))
     }

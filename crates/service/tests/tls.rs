@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushsim_pki::tls::{server_config, ClientTls};
-use pushsim_pki::Ca;
+use pushsim_pki::{Ca, Identity};
 use pushsim_service::edge::{Edge, EdgeConfig};
 use pushsim_service::{broker, ports};
 use rumqttc::{
@@ -32,6 +32,7 @@ async fn broker_listeners() -> Vec<SocketAddr> {
 
 struct Service {
     ca: Ca,
+    server: Identity,
     addr: SocketAddr,
     edge: Arc<Edge>,
     _stop: watch::Sender<bool>,
@@ -54,6 +55,7 @@ async fn service(handshake_timeout: Duration) -> Service {
     tokio::spawn(edge.clone().serve(listener, rx));
     Service {
         ca,
+        server,
         addr,
         edge,
         _stop: stop,
@@ -183,4 +185,53 @@ async fn silent_client_is_dropped_at_the_handshake_timeout() {
         .expect("edge never closed the silent client");
     assert!(matches!(n, Ok(0) | Err(_)));
     counts_reach(&s.edge, |c| c.handshake_timeouts == 1).await;
+}
+
+/// Serves one TLS handshake presenting `cert` with a key that is not the certificate's.
+#[derive(Debug)]
+struct Impostor(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Impostor {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_remembered_chain_does_not_let_an_impostor_without_the_key_in() {
+    let s = service(Duration::from_secs(10)).await;
+    let tls = ClientTls::new(s.ca.cert()).unwrap();
+    let id = s.ca.issue_client("agent-000005").unwrap();
+    let cfg = tls.config(&id).unwrap();
+    // The real service: the chain is verified and remembered.
+    connect(s.addr, "agent-000005", cfg.clone()).await.unwrap();
+    // Same certificate bytes, another key (the key of another certificate of the same CA).
+    let other_key = s.ca.issue_server(&["localhost"], &[]).unwrap().key_der();
+    let provider = pushsim_pki::tls::provider();
+    let signer = provider.key_provider.load_private_key(other_key).unwrap();
+    let key = rustls::sign::CertifiedKey::new(vec![s.server.cert.clone()], signer);
+    let impostor_cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Impostor(Arc::new(key))));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(impostor_cfg));
+    let listener = ports::listen("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(|_| ())
+    });
+    let e = connect(addr, "agent-000005", cfg)
+        .await
+        .expect_err("an impostor with the service's certificate but not its key got in");
+    assert!(e.to_string().to_lowercase().contains("signature"), "{e}");
+    let served = tokio::time::timeout(BOUND, server)
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(served.is_err(), "the impostor's handshake completed");
 }
