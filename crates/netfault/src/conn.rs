@@ -21,8 +21,12 @@ use tokio::net::TcpStream;
 use crate::proxy::{reset, sleep_until_ns, stopped, Inner, Tag, ORPHAN};
 use crate::rule::{self, ConnInfo, ConnState, Dir, Ns, RuleSet, Verdict};
 
-/// Bytes read per chunk.
-const CHUNK: usize = 1024;
+/// Bytes read per chunk at most: a TLS flight (the service's is over 1 KiB) passes in one read
+/// and one write, as through Toxiproxy (32 KiB reads).
+const CHUNK: usize = 16 * 1024;
+/// A paced (bandwidth) chunk is released in pieces of this size, each when its bytes have
+/// crossed the link, so a large read does not arrive as one late burst.
+const PACE_PIECE: usize = 1024;
 /// Bytes a direction may queue (held or delayed) before the proxy stops reading it.
 const QUEUE_CAP: usize = 64 * 1024;
 /// Bound on connecting upstream.
@@ -129,8 +133,12 @@ impl Conn<'_> {
             Verdict::Pass => q.push(now, data.to_vec()),
             Verdict::Delay(t) => q.push(now + t.as_nanos() as u64, data.to_vec()),
             Verdict::Pace(t) => {
-                let at = q.last.max(now) + t.as_nanos() as u64;
-                q.push(at, data.to_vec())
+                let per_byte = t.as_nanos() as f64 / data.len().max(1) as f64;
+                let mut at = q.last.max(now);
+                for piece in data.chunks(PACE_PIECE) {
+                    at += (per_byte * piece.len() as f64) as u64;
+                    q.push(at, piece.to_vec());
+                }
             }
             Verdict::Slice {
                 size,

@@ -144,6 +144,27 @@ async fn bandwidth_caps_the_rate() {
 }
 
 #[tokio::test]
+async fn bandwidth_releases_a_large_read_bit_by_bit() {
+    // 16 KB at 10 KB/s takes 1.6 s to cross; its first kilobyte is through after 0.1 s, not
+    // in one burst at the end of a 16 KiB read.
+    let mut r = rule(Fault::Bandwidth { kb_per_s: 10 });
+    r.direction = Direction::Up;
+    let s = setup(vec![r]).await;
+    let mut c = TcpStream::connect(s.front).await.unwrap();
+    let t = Instant::now();
+    c.write_all(&[3u8; 16_384]).await.unwrap();
+    read_n(&mut c, 1, LONG).await.unwrap();
+    let first = t.elapsed();
+    read_n(&mut c, 16_383, LONG).await.unwrap();
+    let all = t.elapsed();
+    assert!(
+        first < Duration::from_millis(800),
+        "first byte after {first:?}"
+    );
+    assert!(all >= Duration::from_millis(1_550), "{all:?}");
+}
+
+#[tokio::test]
 async fn slicer_cuts_chunks_into_pieces() {
     let mut r = rule(Fault::Slicer {
         average_size: 10,
