@@ -91,6 +91,14 @@ async fn three_hundred_agents_every_wakeup_accounted() {
         );
         // Memory while holding the connections: read, and never above the peak.
         assert!(peak > 0 && end > 0 && end <= peak, "{p}");
+        // CPU when the timeline ended: read, after the set-up and before the stop.
+        let f = |k: &str| p[k].as_f64().unwrap();
+        assert!(
+            f("cpu_end_s") > 0.0
+                && f("setup_cpu_s") <= f("cpu_end_s")
+                && f("cpu_end_s") <= f("cpu_s"),
+            "{p}"
+        );
     }
     assert_eq!(n(&r, "edge.handshakes"), 301, "300 agents and the console");
 

@@ -488,11 +488,12 @@ pub fn page(r: &RunReport) -> Result<String, ChartError> {
         }
         h2 id="processes" { "Processes" }
         table {
-            tr { th { "role" } th { "pid" } th { "CPU" } th { "of it, start-up" } th { "peak RSS" } th { "RSS at end" } th { "agents" } th { "per agent, peak" } th { "per agent, at end" } }
+            tr { th { "role" } th { "pid" } th { "CPU" } th { "of it, start-up" } th { "of it, stopping" } th { "peak RSS" } th { "RSS at end" } th { "agents" } th { "per agent, peak" } th { "per agent, at end" } }
             @for p in &r.processes {
                 tr {
                     td.l { (p.role) } td { (p.pid) }
                     td { (format!("{:.2} s", p.cpu_s)) } td { (format!("{:.2} s", p.setup_cpu_s)) }
+                    td { (crate::render::stopping_s(p).map_or("-".into(), |c| format!("{c:.2} s"))) }
                     td { (format!("{:.1} MiB", p.peak_rss_kb as f64 / 1024.0)) }
                     td { (format!("{:.1} MiB", p.rss_end_kb as f64 / 1024.0)) }
                     td { (if p.agents > 0 { n(p.agents) } else { "-".into() }) }

@@ -453,6 +453,11 @@ pub struct ProcessStats {
     /// what holding the connections costs (0: not read).
     #[serde(default)]
     pub rss_end_kb: u64,
+    /// User + system CPU seconds when the timeline ended, before the process was told to stop
+    /// (0: not read). `cpu_s - cpu_end_s` is what stopping cost: for a site, disconnecting
+    /// every agent; `cpu_end_s - setup_cpu_s`, the timeline itself.
+    #[serde(default)]
+    pub cpu_end_s: f64,
     /// Agents this process held (sites), for per-agent memory.
     pub agents: u64,
 }

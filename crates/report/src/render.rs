@@ -371,6 +371,7 @@ pub fn terminal(r: &RunReport) -> String {
             "process",
             "cpu",
             "of it set-up",
+            "of it stopping",
             "peak RSS",
             "RSS at end",
             "agents",
@@ -380,6 +381,8 @@ pub fn terminal(r: &RunReport) -> String {
                 Cell::new(&s.role),
                 Cell::new(format!("{:.2}s", s.cpu_s)).set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.2}s", s.setup_cpu_s)).set_alignment(CellAlignment::Right),
+                Cell::new(stopping_s(s).map_or("-".into(), |c| format!("{c:.2}s")))
+                    .set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.1} MiB", s.peak_rss_kb as f64 / 1024.0))
                     .set_alignment(CellAlignment::Right),
                 Cell::new(format!("{:.1} MiB", s.rss_end_kb as f64 / 1024.0))
@@ -410,6 +413,11 @@ pub fn terminal(r: &RunReport) -> String {
         ));
     }
     out
+}
+
+/// CPU seconds a process spent after the timeline ended (stopping); `None` when not read.
+pub(crate) fn stopping_s(p: &crate::model::ProcessStats) -> Option<f64> {
+    (p.cpu_end_s > 0.0).then(|| (p.cpu_s - p.cpu_end_s).max(0.0))
 }
 
 #[cfg(test)]
@@ -446,7 +454,14 @@ mod tests {
             setup_cpu_s: 0.5,
             peak_rss_kb: 2048,
             rss_end_kb: 1536,
+            cpu_end_s: 2.25,
             agents: 7,
+            ..Default::default()
+        });
+        // A process whose end was not read shows no stopping figure.
+        r.processes.push(crate::model::ProcessStats {
+            role: "edge-0".into(),
+            cpu_s: 1.0,
             ..Default::default()
         });
         let t = terminal(&r);
@@ -457,10 +472,16 @@ mod tests {
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(
             cells[1..],
-            ["site-0", "2.50s", "0.50s", "2.0", "MiB", "1.5", "MiB", "7", "│"],
+            ["site-0", "2.50s", "0.50s", "0.25s", "2.0", "MiB", "1.5", "MiB", "7", "│"],
             "{t}"
         );
-        assert!(t.contains("of it set-up"), "{t}");
+        let edge = t.lines().find(|l| l.contains("edge-0")).expect("edge row");
+        let cells: Vec<&str> = edge.split_whitespace().collect();
+        assert_eq!(cells[2..5], ["1.00s", "0.00s", "-"], "{t}");
+        assert!(
+            t.contains("of it set-up") && t.contains("of it stopping"),
+            "{t}"
+        );
         assert!(t.contains("10 sent · 9 delivered · 0 late · 1 lost"), "{t}");
         assert!(
             t.contains("180µs") && t.contains("1.50ms") && t.contains("2.00s"),

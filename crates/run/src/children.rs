@@ -28,6 +28,8 @@ pub struct Child {
     setup_cpu_s: f64,
     /// Resident set when the timeline ended (KiB).
     rss_end_kb: u64,
+    /// CPU seconds when the timeline ended.
+    cpu_end_s: f64,
     proc: tokio::process::Child,
     stdin: Option<ChildStdin>,
     pid: u32,
@@ -124,6 +126,7 @@ impl Child {
             agents: 0,
             setup_cpu_s: 0.0,
             rss_end_kb: 0,
+            cpu_end_s: 0.0,
             proc,
             stdin,
             pid,
@@ -165,9 +168,11 @@ impl Child {
         self.setup_cpu_s = procstat::read(self.pid).map(|(cpu, _)| cpu).unwrap_or(0.0);
     }
 
-    /// Notes its resident set as the timeline's end value (call before telling it to stop).
+    /// Notes its resident set and CPU as the timeline's end values (call before telling it to
+    /// stop).
     pub fn mark_end(&mut self) {
         self.rss_end_kb = procstat::rss(self.pid).unwrap_or(0);
+        self.cpu_end_s = procstat::read(self.pid).map(|(cpu, _)| cpu).unwrap_or(0.0);
     }
 
     /// CPU and peak memory now.
@@ -180,6 +185,7 @@ impl Child {
             setup_cpu_s: self.setup_cpu_s,
             peak_rss_kb,
             rss_end_kb: self.rss_end_kb,
+            cpu_end_s: self.cpu_end_s,
             agents: self.agents,
         }
     }

@@ -432,6 +432,7 @@ pub async fn execute(sc: Scenario, origin: String, opts: RunOptions) -> Result<O
             setup_cpu_s,
             peak_rss_kb,
             rss_end_kb: procstat::rss(std::process::id()).unwrap_or(0),
+            cpu_end_s: (collected.own_cpu_end_s - cpu_before).max(0.0),
             agents: 0,
         },
     );

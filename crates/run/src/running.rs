@@ -20,7 +20,7 @@ use crate::children::{wait_ready, Child, Event};
 use crate::ipc::{EdgeSpec, ExternalTls, FromChild, Ready, SiteSpec, Spec, ToChild};
 use crate::observer::{Observer, Status};
 use crate::plan::Plan;
-use crate::RunError;
+use crate::{procstat, RunError};
 
 /// Bound for collecting a child's final measurements.
 const COLLECT: Duration = Duration::from_secs(30);
@@ -71,6 +71,8 @@ pub(crate) struct Collected {
     pub(crate) proxy: Option<pushsim_netfault::connect::ProxyStats>,
     /// Every request the embedded proxies saw, with the site's index.
     pub(crate) tunnels: Vec<(usize, pushsim_netfault::connect::TunnelRecord)>,
+    /// This process's CPU seconds when the timeline ended (0: not read).
+    pub(crate) own_cpu_end_s: f64,
 }
 
 /// The service's processes (rumqttd and the edges, or mosquitto alone) and the channels their
@@ -544,8 +546,9 @@ impl Running {
             middlebox: BTreeMap::new(),
             proxy: None,
             tunnels: Vec::new(),
+            own_cpu_end_s: procstat::myself().map(|(cpu, _)| cpu).unwrap_or(0.0),
         };
-        // Memory while the agents still hold their connections.
+        // Memory and CPU while the agents still hold their connections.
         self.children().for_each(Child::mark_end);
         for s in &mut self.sites {
             let _ = s.send(&ToChild::Stop).await;
