@@ -14,6 +14,7 @@
 //! its minute is over, so a certificate that expires mid-run is refused at most a minute late.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub struct SharedVerdict {
     inner: Arc<dyn ServerCertVerifier>,
     ttl: Duration,
     accepted: Mutex<VecDeque<Accepted>>,
+    /// Chains handed to `inner` (accepted or not).
+    verified: AtomicU64,
 }
 
 impl SharedVerdict {
@@ -86,7 +89,13 @@ impl SharedVerdict {
             inner,
             ttl,
             accepted: Mutex::new(VecDeque::with_capacity(CAPACITY)),
+            verified: AtomicU64::new(0),
         }
+    }
+
+    /// How many chains were verified in full (the rest were remembered).
+    pub fn verified(&self) -> u64 {
+        self.verified.load(Ordering::Relaxed)
     }
 
     fn accepted(&self) -> std::sync::MutexGuard<'_, VecDeque<Accepted>> {
@@ -114,6 +123,7 @@ impl ServerCertVerifier for SharedVerdict {
                 return Ok(ServerCertVerified::assertion());
             }
         }
+        self.verified.fetch_add(1, Ordering::Relaxed);
         let verified = self.inner.verify_server_cert(
             end_entity,
             intermediates,
@@ -168,8 +178,6 @@ impl ServerCertVerifier for SharedVerdict {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use rustls::client::WebPkiServerVerifier;
     use rustls::RootCertStore;
 
@@ -177,55 +185,8 @@ mod tests {
     use crate::tls::provider;
     use crate::Ca;
 
-    /// The real webpki verifier, counting the chains it is asked to verify.
-    #[derive(Debug)]
-    struct Counting {
-        inner: Arc<WebPkiServerVerifier>,
-        calls: AtomicUsize,
-    }
-
-    impl ServerCertVerifier for Counting {
-        fn verify_server_cert(
-            &self,
-            end_entity: &CertificateDer<'_>,
-            intermediates: &[CertificateDer<'_>],
-            server_name: &ServerName<'_>,
-            ocsp_response: &[u8],
-            now: UnixTime,
-        ) -> Result<ServerCertVerified, Error> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.inner.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            )
-        }
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-    }
-
     struct Fixture {
         ca: Ca,
-        counting: Arc<Counting>,
         verdict: SharedVerdict,
     }
 
@@ -236,15 +197,9 @@ mod tests {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .unwrap();
-        let counting = Arc::new(Counting {
-            inner,
-            calls: AtomicUsize::new(0),
-        });
-        let verdict = SharedVerdict::new(counting.clone());
         Fixture {
             ca,
-            counting,
-            verdict,
+            verdict: SharedVerdict::new(inner),
         }
     }
 
@@ -270,17 +225,17 @@ mod tests {
                 .verify_server_cert(&server.cert, &[], &name("localhost"), &[], at(t0 + dt))
                 .unwrap();
         }
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(f.verdict.verified(), 1);
         // A minute on, the chain is verified again.
         f.verdict
             .verify_server_cert(&server.cert, &[], &name("localhost"), &[], at(t0 + 60))
             .unwrap();
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(f.verdict.verified(), 2);
         // A clock that went back before the acceptance does not reuse it.
         f.verdict
             .verify_server_cert(&server.cert, &[], &name("localhost"), &[], at(t0 + 30))
             .unwrap();
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(f.verdict.verified(), 3);
     }
 
     #[test]
@@ -322,14 +277,14 @@ mod tests {
             &[],
             t,
         );
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), 1 + 2 + 2 + 1 + 1);
+        assert_eq!(f.verdict.verified(), 1 + 2 + 2 + 1 + 1);
         // Both good chains are now remembered.
         for c in [&good.cert, &second.cert] {
             f.verdict
                 .verify_server_cert(c, &[], &name("localhost"), &[], t)
                 .unwrap();
         }
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), 7);
+        assert_eq!(f.verdict.verified(), 7);
     }
 
     #[test]
@@ -346,14 +301,14 @@ mod tests {
         }
         assert_eq!(f.verdict.accepted().len(), CAPACITY);
         // The oldest went out; the newest are still remembered.
-        let before = f.counting.calls.load(Ordering::SeqCst);
+        let before = f.verdict.verified();
         f.verdict
             .verify_server_cert(&certs[CAPACITY], &[], &name("localhost"), &[], t)
             .unwrap();
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), before);
+        assert_eq!(f.verdict.verified(), before);
         f.verdict
             .verify_server_cert(&certs[0], &[], &name("localhost"), &[], t)
             .unwrap();
-        assert_eq!(f.counting.calls.load(Ordering::SeqCst), before + 1);
+        assert_eq!(f.verdict.verified(), before + 1);
     }
 }
