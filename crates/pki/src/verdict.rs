@@ -132,6 +132,13 @@ impl ServerCertVerifier for SharedVerdict {
             now,
         )?;
         let mut accepted = self.accepted();
+        if accepted
+            .iter()
+            .any(|a| a.matches(end_entity, intermediates, server_name, ocsp_response))
+        {
+            // Another handshake verified the same chain meanwhile.
+            return Ok(verified);
+        }
         if accepted.len() == CAPACITY {
             accepted.pop_front();
         }
