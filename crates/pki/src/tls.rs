@@ -24,7 +24,8 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(
+/// A root store of `cas`.
+pub(crate) fn roots(
     cas: impl IntoIterator<Item = CertificateDer<'static>>,
 ) -> Result<Arc<RootCertStore>, PkiError> {
     let mut roots = RootCertStore::empty();

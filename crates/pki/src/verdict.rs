@@ -58,11 +58,12 @@ impl Accepted {
             && self.ocsp == ocsp
     }
 
-    /// Still good at `now`: not older than `ttl`, and the clock has not gone back past it.
-    fn fresh(&self, now: UnixTime, ttl: Duration) -> bool {
+    /// Still good at `now`: younger than [`VERDICT_TTL`], and the clock has not gone back past
+    /// it.
+    fn fresh(&self, now: UnixTime) -> bool {
         now.as_secs()
             .checked_sub(self.at.as_secs())
-            .is_some_and(|age| age < ttl.as_secs())
+            .is_some_and(|age| age < VERDICT_TTL.as_secs())
     }
 }
 
@@ -71,7 +72,6 @@ impl Accepted {
 #[derive(Debug)]
 pub struct SharedVerdict {
     inner: Arc<dyn ServerCertVerifier>,
-    ttl: Duration,
     accepted: Mutex<VecDeque<Accepted>>,
     /// Chains handed to `inner` (accepted or not).
     verified: AtomicU64,
@@ -80,14 +80,8 @@ pub struct SharedVerdict {
 impl SharedVerdict {
     /// Remembers `inner`'s acceptances for [`VERDICT_TTL`].
     pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
-        Self::with_ttl(inner, VERDICT_TTL)
-    }
-
-    /// Remembers `inner`'s acceptances for `ttl`.
-    pub fn with_ttl(inner: Arc<dyn ServerCertVerifier>, ttl: Duration) -> Self {
         Self {
             inner,
-            ttl,
             accepted: Mutex::new(VecDeque::with_capacity(CAPACITY)),
             verified: AtomicU64::new(0),
         }
@@ -113,13 +107,15 @@ impl ServerCertVerifier for SharedVerdict {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        {
-            let mut accepted = self.accepted();
-            accepted.retain(|a| a.fresh(now, self.ttl));
-            if accepted
+        let remembered = |accepted: &VecDeque<Accepted>| {
+            accepted
                 .iter()
                 .any(|a| a.matches(end_entity, intermediates, server_name, ocsp_response))
-            {
+        };
+        {
+            let mut accepted = self.accepted();
+            accepted.retain(|a| a.fresh(now));
+            if remembered(&accepted) {
                 return Ok(ServerCertVerified::assertion());
             }
         }
@@ -132,10 +128,7 @@ impl ServerCertVerifier for SharedVerdict {
             now,
         )?;
         let mut accepted = self.accepted();
-        if accepted
-            .iter()
-            .any(|a| a.matches(end_entity, intermediates, server_name, ocsp_response))
-        {
+        if remembered(&accepted) {
             // Another handshake verified the same chain meanwhile.
             return Ok(verified);
         }
@@ -186,10 +179,9 @@ impl ServerCertVerifier for SharedVerdict {
 #[cfg(test)]
 mod tests {
     use rustls::client::WebPkiServerVerifier;
-    use rustls::RootCertStore;
 
     use super::*;
-    use crate::tls::provider;
+    use crate::tls::{provider, roots};
     use crate::Ca;
 
     struct Fixture {
@@ -199,11 +191,12 @@ mod tests {
 
     fn fixture() -> Fixture {
         let ca = Ca::generate().unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.cert().clone()).unwrap();
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .unwrap();
+        let inner = WebPkiServerVerifier::builder_with_provider(
+            roots([ca.cert().clone()]).unwrap(),
+            provider(),
+        )
+        .build()
+        .unwrap();
         Fixture {
             ca,
             verdict: SharedVerdict::new(inner),
