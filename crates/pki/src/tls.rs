@@ -83,6 +83,12 @@ impl ClientTls {
         })
     }
 
+    /// How many service chains these clients verified in full; every other handshake reused a
+    /// remembered verdict ([`SharedVerdict::verified`]).
+    pub fn chains_verified(&self) -> u64 {
+        self.verifier.verified()
+    }
+
     /// A configuration presenting `id` as client certificate. Build it once per identity and
     /// reuse the `Arc` for every connect.
     pub fn config(&self, id: &Identity) -> Result<Arc<ClientConfig>, PkiError> {

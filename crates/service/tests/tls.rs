@@ -187,7 +187,7 @@ async fn silent_client_is_dropped_at_the_handshake_timeout() {
     counts_reach(&s.edge, |c| c.handshake_timeouts == 1).await;
 }
 
-/// Serves one TLS handshake presenting `cert` with a key that is not the certificate's.
+/// Presents the service's certificate with a key of its own, not the certificate's.
 #[derive(Debug)]
 struct Impostor(Arc<rustls::sign::CertifiedKey>);
 
@@ -229,6 +229,11 @@ async fn a_remembered_chain_does_not_let_an_impostor_without_the_key_in() {
         .await
         .expect_err("an impostor with the service's certificate but not its key got in");
     assert!(e.to_string().to_lowercase().contains("signature"), "{e}");
+    assert_eq!(
+        tls.chains_verified(),
+        1,
+        "the impostor's chain was the remembered one: only the signature refused it"
+    );
     let served = tokio::time::timeout(BOUND, server)
         .await
         .expect("bounded")
