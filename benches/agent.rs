@@ -1,8 +1,10 @@
 //! Memory and CPU per connected idle agent, measured on real processes: the pushsim binary runs
-//! a scenario in which every agent connects over TLS (mTLS, through the site's middlebox with
-//! no rule) and then idles; the site process's peak RSS and CPU come from its report.json.
+//! a scenario in which every agent connects over TLS (mTLS) and then idles, once through the
+//! site's middlebox with no rule and once direct (the agents' own cost); the site processes'
+//! RSS and CPU come from report.json.
 //!
-//! `cargo bench --bench agent` holds 10,000 agents for 25 s; with `--quick` (CI's short mode) 1,000 for 10 s.
+//! `cargo bench --bench agent` holds 10,000 agents for 25 s on each path; with `--quick` (CI's
+//! short mode) 1,000 for 10 s.
 //! It prints one line per figure and fails if the run fails or an agent is left unconnected.
 
 use std::path::Path;
@@ -10,9 +12,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn scenario(agents: u32, duration: &str) -> String {
+fn scenario(agents: u32, duration: &str, middlebox: bool) -> String {
     format!(
-        r#"description = "bench: {agents} idle TLS agents through the middlebox"
+        r#"description = "bench: {agents} idle TLS agents, middlebox {middlebox}"
 duration = "{duration}"
 slo = ["agents.connected_end == {agents}"]
 [agents]
@@ -21,7 +23,7 @@ ramp = "2000/s"
 keep_alive = "30s"
 endpoints = ["primary"]
 [network]
-middlebox = true
+middlebox = {middlebox}
 "#
     )
 }
@@ -37,11 +39,19 @@ fn main() {
     } else {
         (10_000, "25s")
     };
+    // Through the middlebox (the target path), then direct: the agents' own cost.
+    for (path, middlebox) in [("middlebox", true), ("direct", false)] {
+        measure(agents, duration, path, middlebox);
+    }
+}
+
+/// One run on `path`; prints its figures.
+fn measure(agents: u32, duration: &str, path: &str, middlebox: bool) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-agent");
     std::fs::create_dir_all(&dir).expect("bench folder");
-    let file = dir.join("idle.toml");
-    std::fs::write(&file, scenario(agents, duration)).expect("scenario file");
-    let out = dir.join("run");
+    let file = dir.join(format!("idle-{path}.toml"));
+    std::fs::write(&file, scenario(agents, duration, middlebox)).expect("scenario file");
+    let out = dir.join(path);
     let status = Command::new(env!("CARGO_BIN_EXE_pushsim"))
         .arg("scenario")
         .arg(&file)
@@ -76,18 +86,18 @@ fn main() {
     // /proc's "kB" are KiB; both units are printed.
     let per_agent = |kib: f64| kib / f64::from(agents);
     println!(
-        "agent/idle_{agents}/rss_per_agent      {:.1} KiB ({:.1} kB) held (site RSS at the end / agents); {:.1} KiB peak (during the connect storm)",
+        "agent/idle_{agents}/{path}/rss_per_agent      {:.1} KiB ({:.1} kB) held (site RSS at the end / agents); {:.1} KiB peak (during the connect storm)",
         per_agent(end_kb),
         per_agent(end_kb) * 1.024,
         per_agent(peak_kb)
     );
     println!(
-        "agent/idle_{agents}/cpu_per_connect    {:.3} ms (site CPU over the timeline, after set-up, / connect attempts; {duration} run, keep-alive 30 s); {:.3} ms with the disconnect at the stop",
+        "agent/idle_{agents}/{path}/cpu_per_connect    {:.3} ms (site CPU over the timeline, after set-up, / connect attempts; {duration} run, keep-alive 30 s); {:.3} ms with the disconnect at the stop",
         timeline_s * 1e3 / connects,
         (timeline_s + stopping_s) * 1e3 / connects
     );
     println!(
-        "agent/idle_{agents}/connect_p50_p99    {:.2} / {:.2} ms",
+        "agent/idle_{agents}/{path}/connect_p50_p99    {:.2} / {:.2} ms",
         r["latency_us"]["connect"]["p50"].as_f64().unwrap_or(0.0) / 1e3,
         r["latency_us"]["connect"]["p99"].as_f64().unwrap_or(0.0) / 1e3
     );
